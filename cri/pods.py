@@ -1,0 +1,231 @@
+"""Pod sandbox lifecycle: run (all or nothing), stop, remove.
+
+::
+
+    run:     validate ─► namespaces (net, ipc, uts) ─► pod files, /dev/shm ─► sysctls
+             ─► CNI ADD ─► store (READY)            any failure undoes every step before it
+    stop:    containers stopped ─► CNI DEL ─► NOTREADY      (idempotent)
+    remove:  containers removed ─► stop ─► namespaces, shm, files ─► store row  (idempotent)
+
+No process holds a pod: namespaces are pinned by bind mounts under ``<state>/netns/<id>`` and
+the files live in ``<state>/pods/<id>``. What a crash leaves half-made is found by
+:func:`cri.recovery` from those directories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+import socket
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from cri import errors, netns, podfiles, sysctl
+from cri.api.v1 import api_pb2
+from cri.cni.pod import PodNetwork, PortMapping
+from cri.runtime import Runtime
+from cri.store import SandboxRecord
+
+log = structlog.get_logger(__name__)
+
+NODE = api_pb2.NODE
+
+
+def pin_dir(rt: Runtime, sandbox_id: str) -> Path:
+    return rt.state / "netns" / sandbox_id
+
+
+def files_dir(rt: Runtime, sandbox_id: str) -> Path:
+    return rt.state / "pods" / sandbox_id
+
+
+def host_network(config: api_pb2.PodSandboxConfig) -> bool:
+    return config.linux.security_context.namespace_options.network == NODE
+
+
+def host_ipc(config: api_pb2.PodSandboxConfig) -> bool:
+    return config.linux.security_context.namespace_options.ipc == NODE
+
+
+def pod_network(record: SandboxRecord) -> PodNetwork:
+    config = record.config
+    return PodNetwork(
+        id=record.id,
+        name=config.metadata.name,
+        namespace=config.metadata.namespace,
+        uid=config.metadata.uid,
+        netns=Path(record.namespaces["net"]) if "net" in record.namespaces else None,
+        port_mappings=tuple(
+            PortMapping(
+                protocol=api_pb2.Protocol.Name(p.protocol),
+                container_port=p.container_port,
+                host_port=p.host_port,
+                host_ip=p.host_ip,
+            )
+            for p in config.port_mappings
+        ),
+        annotations=dict(config.annotations),
+        cgroup_parent=record.cgroup_parent,
+    )
+
+
+def validate(rt: Runtime, config: api_pb2.PodSandboxConfig, handler: str) -> str:
+    """Check a RunPodSandbox request; returns the runtime handler name to use."""
+    meta = config.metadata
+    for field in ("name", "namespace", "uid"):
+        if not getattr(meta, field):
+            raise errors.InvalidArgument(f"RunPodSandbox: metadata.{field} is empty")
+    name = handler or rt.config.default_runtime
+    if name not in rt.config.runtimes:
+        raise errors.InvalidArgument(f"RunPodSandbox: unknown runtime handler {handler!r}")
+    sysctl.validate_sysctls(
+        dict(config.linux.sysctls), host_network=host_network(config), host_ipc=host_ipc(config)
+    )
+    return name
+
+
+async def run(rt: Runtime, config: api_pb2.PodSandboxConfig, handler: str) -> SandboxRecord:
+    handler_name = validate(rt, config, handler)
+    sandbox_id = secrets.token_hex(32)
+    record = SandboxRecord(
+        id=sandbox_id,
+        config=config,
+        runtime_handler=handler_name,
+        created_at=time.time_ns(),
+        cgroup_parent=config.linux.cgroup_parent,
+        files_dir=str(files_dir(rt, sandbox_id)),
+    )
+    existing = rt.store.sandbox_by_name(record.name_key)
+    if existing is not None:
+        raise errors.AlreadyExists(
+            f"pod sandbox name {record.name_key!r} is reserved by {existing.id}"
+        )
+    async with rt.locks.hold(record.id), AsyncExitStack() as undo:
+        record = await _set_up(rt, record, undo)
+        await rt.store.add_sandbox(record)
+        undo.pop_all()
+    log.info("pod sandbox ready", pod_id=record.id, ip=record.ip)
+    return record
+
+
+async def _set_up(rt: Runtime, record: SandboxRecord, undo: AsyncExitStack) -> SandboxRecord:
+    config = record.config
+    directory = files_dir(rt, record.id)
+    pins = await _create_namespaces(rt, record, undo)
+    record = _replace(record, namespaces={k: str(v) for k, v in pins.items()})
+    await asyncio.to_thread(_write_files, directory, config, undo)
+    if config.linux.sysctls:
+        await asyncio.to_thread(sysctl.apply_sysctls, pins, dict(config.linux.sysctls))
+    if not host_network(config):
+        network = pod_network(record)
+        result = await rt.cni.add(network)
+        undo.push_async_callback(rt.cni.delete, network)
+        ips = [str(ip) for ip in result.ips]
+        record = _replace(
+            record, ip=ips[0] if ips else "", additional_ips=tuple(ips[1:]), network_ready=True
+        )
+    return record
+
+
+async def _create_namespaces(
+    rt: Runtime, record: SandboxRecord, undo: AsyncExitStack
+) -> dict[str, Path]:
+    config = record.config
+    kinds = []
+    if not host_network(config):
+        kinds += ["net", "uts"]
+    if not host_ipc(config):
+        kinds.append("ipc")
+    if not kinds:
+        return {}
+    hostname = _hostname(config) if "uts" in kinds else None
+    pins = await asyncio.to_thread(
+        netns.create_namespaces, pin_dir(rt, record.id), kinds, hostname=hostname
+    )
+    undo.push_async_callback(_remove_pins, rt, record.id, list(pins.values()))
+    return pins
+
+
+def _write_files(directory: Path, config: api_pb2.PodSandboxConfig, undo: AsyncExitStack) -> None:
+    dns = config.dns_config
+    podfiles.write_pod_files(
+        directory,
+        hostname=_hostname(config),
+        dns=podfiles.DnsConfig(
+            servers=tuple(dns.servers), searches=tuple(dns.searches), options=tuple(dns.options)
+        ),
+    )
+    undo.push_async_callback(asyncio.to_thread, _remove_files, directory)
+    if not host_ipc(config):
+        podfiles.mount_shm(directory / "shm")
+
+
+def _hostname(config: api_pb2.PodSandboxConfig) -> str:
+    if host_network(config):
+        return socket.gethostname()
+    return config.hostname or config.metadata.name[:63]
+
+
+async def _remove_pins(rt: Runtime, sandbox_id: str, pins: list[Path]) -> None:
+    await asyncio.to_thread(netns.remove_namespaces, pins)
+    directory = pin_dir(rt, sandbox_id)
+    if directory.exists():
+        directory.rmdir()
+
+
+def _remove_files(directory: Path) -> None:
+    podfiles.unmount_shm(directory / "shm")
+    if directory.exists():
+        for child in sorted(directory.rglob("*"), reverse=True):
+            child.rmdir() if child.is_dir() else child.unlink()
+        directory.rmdir()
+
+
+async def stop(rt: Runtime, sandbox_id: str) -> None:
+    """Stop a sandbox's containers and release its network. Idempotent; unknown id is fine."""
+    record = rt.store.find_sandbox(sandbox_id)
+    if record is None:
+        return
+    from cri import containers
+
+    await containers.stop_all(rt, sandbox_id)
+    async with rt.locks.hold(sandbox_id):
+        record = rt.store.sandbox(sandbox_id)
+        if record.network_ready:
+            await rt.cni.delete(pod_network(record))
+        if record.network_ready or record.state != api_pb2.SANDBOX_NOTREADY:
+            await rt.store.update_sandbox(
+                _replace(record, network_ready=False, state=api_pb2.SANDBOX_NOTREADY)
+            )
+    log.info("pod sandbox stopped", pod_id=sandbox_id)
+
+
+async def remove(rt: Runtime, sandbox_id: str) -> None:
+    """Remove a sandbox, its containers, namespaces and files. Idempotent."""
+    record = rt.store.find_sandbox(sandbox_id)
+    if record is None:
+        return
+    from cri import containers
+
+    await containers.remove_all(rt, sandbox_id)
+    await stop(rt, sandbox_id)
+    async with rt.locks.hold(sandbox_id):
+        await release(rt, sandbox_id)
+        await rt.store.remove_sandbox(sandbox_id)
+    log.info("pod sandbox removed", pod_id=sandbox_id)
+
+
+async def release(rt: Runtime, sandbox_id: str) -> None:
+    """Free what a sandbox holds on this node (not its network): pins, shm, files."""
+    pins = pin_dir(rt, sandbox_id)
+    await _remove_pins(rt, sandbox_id, [pins / k for k in netns.NAMESPACE_FLAGS])
+    await asyncio.to_thread(_remove_files, files_dir(rt, sandbox_id))
+
+
+def _replace(record: SandboxRecord, **changes: Any) -> SandboxRecord:
+    return dataclasses.replace(record, **changes)

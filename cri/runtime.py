@@ -1,0 +1,81 @@
+"""The runtime context every RPC handler receives: configuration and the live components.
+
+Handlers are plain ``async def handle(rt, request)`` functions; everything they touch hangs
+off this object, so tests can build one with fakes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cri.api.v1 import api_pb2
+from cri.config import Config
+from cri.store import Store
+
+
+class NetworkStatus(Protocol):
+    """Where NetworkReady comes from (the CNI manager)."""
+
+    def status(self) -> tuple[bool, str, str]:
+        """(ready, reason, message); cheap enough to call on every Status request."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Features:
+    """What this node really supports; reported to the kubelet, so never optimistic."""
+
+    recursive_read_only_mounts: bool = False
+    user_namespaces: bool = False
+    supplemental_groups_policy: bool = False
+
+
+class Runtime:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        network: NetworkStatus,
+        features: Features | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.network = network
+        self.features = features or Features()
+
+    @property
+    def root(self) -> Path:
+        return Path(self.config.root)
+
+    @property
+    def state(self) -> Path:
+        return Path(self.config.state)
+
+    def runtime_problem(self) -> str | None:
+        """Why the default OCI runtime can't run containers now, or None."""
+        path = self.config.runtimes[self.config.default_runtime].path
+        if not os.access(path, os.X_OK):
+            return f"OCI runtime {self.config.default_runtime!r} binary {path} is not executable"
+        return None
+
+    def network_status(self) -> tuple[bool, str, str]:
+        return self.network.status()
+
+    def handler_features(self, name: str) -> api_pb2.RuntimeHandlerFeatures:
+        handler = self.config.runtimes[name]
+        return api_pb2.RuntimeHandlerFeatures(
+            recursive_read_only_mounts=self.features.recursive_read_only_mounts,
+            user_namespaces=self.features.user_namespaces and handler.user_namespaces,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The effective configuration, as ``crictl info`` shows it."""
+        described = self.config.to_dict()
+        # Keys other CRI tools look for under these names (containerd's shape).
+        described["rootDir"] = self.config.root
+        described["stateDir"] = self.config.state
+        return described

@@ -1,0 +1,71 @@
+"""Build the grpc.aio servicers for RuntimeService and ImageService from the handler table.
+
+Every RPC of the proto gets a method: the handler from ``HANDLERS`` when there is one,
+otherwise an UNIMPLEMENTED answer that names the RPC. Nothing fakes success.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from cri import errors, instrument
+from cri.api.v1 import api_pb2, api_pb2_grpc
+from cri.runtime import Runtime
+from cri.server.handlers import HANDLERS
+
+SERVICES = ("RuntimeService", "ImageService")
+
+
+class Unimplemented(errors.Error):
+    kind = "unimplemented"
+
+
+def add_services(server: grpc.aio.Server, rt: Runtime) -> None:
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        _servicer("RuntimeService", rt), server
+    )
+    api_pb2_grpc.add_ImageServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        _servicer("ImageService", rt), server
+    )
+
+
+def methods(service: str) -> list[tuple[str, bool]]:
+    """(name, server_streaming) for every RPC of a service, in proto order."""
+    descriptor = api_pb2.DESCRIPTOR.services_by_name[service]
+    return [(m.name, bool(m.server_streaming)) for m in descriptor.methods]
+
+
+def _servicer(service: str, rt: Runtime) -> Any:
+    attrs: dict[str, Any] = {}
+    for name, streaming in methods(service):
+        handler = HANDLERS.get(name)
+        bound = functools.partial(handler, rt) if handler else _unimplemented(service, name)
+        wrap = instrument.server_stream if streaming else instrument.unary
+        attrs[name] = _as_method(wrap(name, bound))  # type: ignore[operator]
+    return type(f"{service}Servicer", (), attrs)()
+
+
+def _as_method(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def method(self: object, request: Any, context: Any) -> Any:
+        return fn(request, context)
+
+    return method
+
+
+def _unimplemented(service: str, name: str) -> Callable[[Any], Any]:
+    def fail() -> Unimplemented:
+        return Unimplemented(f"{service}.{name} is not implemented by berth yet")
+
+    async def unary(request: Any) -> Awaitable[Any]:
+        raise fail()
+
+    async def stream(request: Any) -> AsyncIterator[Any]:
+        raise fail()
+        yield  # pragma: no cover - makes this an async generator
+
+    streaming = dict(methods(service))[name]
+    return stream if streaming else unary

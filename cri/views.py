@@ -1,0 +1,68 @@
+"""Store records as the CRI shows them, and the CRI list filters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cri.api.v1 import api_pb2
+from cri.store import SandboxRecord
+
+
+def labels_match(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def id_matches(record_id: str, wanted: str) -> bool:
+    """A filter id matches the full id or a prefix of it (crictl passes truncated ids)."""
+    return not wanted or record_id.startswith(wanted)
+
+
+def sandbox_item(record: SandboxRecord) -> api_pb2.PodSandbox:
+    config = record.config
+    return api_pb2.PodSandbox(
+        id=record.id,
+        metadata=config.metadata,
+        state=record.state,  # type: ignore[arg-type]
+        created_at=record.created_at,
+        labels=dict(config.labels),
+        annotations=dict(config.annotations),
+        runtime_handler=record.runtime_handler,
+    )
+
+
+def sandbox_status(record: SandboxRecord) -> api_pb2.PodSandboxStatus:
+    config = record.config
+    options = config.linux.security_context.namespace_options
+    network = api_pb2.PodSandboxNetworkStatus(
+        ip=record.ip,
+        additional_ips=[api_pb2.PodIP(ip=ip) for ip in record.additional_ips],
+    )
+    return api_pb2.PodSandboxStatus(
+        id=record.id,
+        metadata=config.metadata,
+        state=record.state,  # type: ignore[arg-type]
+        created_at=record.created_at,
+        network=network,
+        linux=api_pb2.LinuxPodSandboxStatus(
+            namespaces=api_pb2.Namespace(
+                options=api_pb2.NamespaceOption(
+                    network=options.network,
+                    pid=options.pid,
+                    ipc=options.ipc,
+                    target_id=options.target_id,
+                    userns_options=options.userns_options,
+                )
+            )
+        ),
+        labels=dict(config.labels),
+        annotations=dict(config.annotations),
+        runtime_handler=record.runtime_handler,
+    )
+
+
+def sandbox_matches(record: SandboxRecord, f: api_pb2.PodSandboxFilter) -> bool:
+    if not id_matches(record.id, f.id):
+        return False
+    if f.HasField("state") and record.state != f.state.state:
+        return False
+    return labels_match(record.config.labels, f.label_selector)

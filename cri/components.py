@@ -6,17 +6,28 @@ reverse order, and a failure half-way closes what was already started.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import structlog
 from prometheus_client import start_http_server
 
-from cri import metrics
+from cri import cgroups, metrics, recovery
 from cri.cni.manager import CniManager
 from cri.config import Config, parse_address
-from cri.runtime import Runtime
+from cri.oci import detect_host
+from cri.runtime import Features, HostFacts, Runtime
+from cri.shims import ShimManager
 from cri.store import Store
+from snapshotter.content import ContentStore
+from snapshotter.images import ImageStore
+from snapshotter.overlay import OverlaySnapshotter
+from snapshotter.puller import Puller
+from snapshotter.registry.auth import load_credentials_file
+from snapshotter.registry.hosts import RegistryHosts
 
 log = structlog.get_logger(__name__)
 
@@ -25,14 +36,80 @@ async def build_runtime(cfg: Config, stack: AsyncExitStack) -> Runtime:
     store = Store(Path(cfg.root) / "meta.db")
     await store.open()
     stack.push_async_callback(store.close)
-    network = CniManager(
-        conf_dir=Path(cfg.cni.conf_dir),
-        plugin_dirs=[Path(d) for d in cfg.cni.plugin_dirs],
-        cache_dir=Path(cfg.state) / "cni",
-        timeout=cfg.cni.timeout,
+    images = await asyncio.to_thread(_image_store, cfg)
+    stack.callback(images.close)
+    shims = ShimManager(cfg)
+    await shims.start()
+    stack.push_async_callback(shims.aclose)
+    rt = Runtime(
+        config=cfg,
+        store=store,
+        cni=CniManager(
+            conf_dir=Path(cfg.cni.conf_dir),
+            plugin_dirs=[Path(d) for d in cfg.cni.plugin_dirs],
+            cache_dir=Path(cfg.state) / "cni",
+            timeout=cfg.cni.timeout,
+        ),
+        images=images,
+        shims=shims,
+        host=await asyncio.to_thread(_host_facts),
+        features=await asyncio.to_thread(_features, cfg),
     )
+    stack.push_async_callback(rt.background.aclose)
+    await recovery.recover(rt)
     _start_metrics(cfg, stack)
-    return Runtime(config=cfg, store=store, network=network)
+    return rt
+
+
+def _image_store(cfg: Config) -> ImageStore:
+    root = Path(cfg.root)
+    content = ContentStore(root / "content")
+    reg = cfg.registry
+    puller = Puller(
+        content,
+        RegistryHosts(
+            config_path=Path(reg.config_path) if reg.config_path else None,
+            mirrors=reg.mirrors,
+            insecure=reg.insecure,
+        ),
+        max_concurrent_downloads=reg.max_concurrent_downloads,
+        stall_timeout=reg.stall_timeout,
+        credentials=load_credentials_file(Path(reg.credentials_file))
+        if reg.credentials_file
+        else None,
+    )
+    return ImageStore(
+        root / "images",
+        puller=puller,
+        content=content,
+        snapshotter=OverlaySnapshotter(root / "snapshots"),
+        pinned=cfg.pinned_images,
+    )
+
+
+def _host_facts() -> HostFacts:
+    v2 = cgroups.is_cgroup_v2()
+    return HostFacts(
+        cgroup_v2=v2,
+        oom_score_adj=int(Path("/proc/self/oom_score_adj").read_text()),
+        spec_host=detect_host(cgroup_v2=v2),
+    )
+
+
+def _features(cfg: Config) -> Features:
+    """Ask the default OCI runtime what it supports (``runc features``)."""
+    runtime = cfg.runtimes[cfg.default_runtime].path
+    try:
+        out = subprocess.run(
+            [runtime, "features"], capture_output=True, timeout=10, check=True
+        ).stdout
+        mount_options = set(json.loads(out).get("mountOptions", []))
+    except (OSError, subprocess.SubprocessError, ValueError):
+        mount_options = set()
+    return Features(
+        recursive_read_only_mounts="rro" in mount_options,
+        supplemental_groups_policy=True,  # cri.oci.user implements Merge and Strict
+    )
 
 
 def _start_metrics(cfg: Config, stack: AsyncExitStack) -> None:

@@ -71,6 +71,14 @@ def pod_network(record: SandboxRecord) -> PodNetwork:
         ),
         annotations=dict(config.annotations),
         cgroup_parent=record.cgroup_parent,
+        dns=_dns(config),
+    )
+
+
+def _dns(config: api_pb2.PodSandboxConfig) -> podfiles.DnsConfig:
+    dns = config.dns_config
+    return podfiles.DnsConfig(
+        servers=tuple(dns.servers), searches=tuple(dns.searches), options=tuple(dns.options)
     )
 
 
@@ -152,14 +160,7 @@ async def _create_namespaces(
 
 
 def _write_files(directory: Path, config: api_pb2.PodSandboxConfig, undo: AsyncExitStack) -> None:
-    dns = config.dns_config
-    podfiles.write_pod_files(
-        directory,
-        hostname=_hostname(config),
-        dns=podfiles.DnsConfig(
-            servers=tuple(dns.servers), searches=tuple(dns.searches), options=tuple(dns.options)
-        ),
-    )
+    podfiles.write_pod_files(directory, hostname=_hostname(config), dns=_dns(config))
     undo.push_async_callback(asyncio.to_thread, _remove_files, directory)
     if not host_ipc(config):
         podfiles.mount_shm(directory / "shm")

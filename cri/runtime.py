@@ -9,11 +9,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cri.api.v1 import api_pb2
+from cri.background import Background
 from cri.config import Config
+from cri.locks import KeyedLocks
 from cri.store import Store
+
+if TYPE_CHECKING:
+    from cri.cni.manager import CniManager
+    from cri.oci.inputs import HostInfo
+    from cri.shims import ShimManager
+    from snapshotter.images import ImageStore
 
 
 class NetworkStatus(Protocol):
@@ -33,19 +41,43 @@ class Features:
     supplemental_groups_policy: bool = False
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostFacts:
+    """What berthd learned about its node at start-up."""
+
+    cgroup_v2: bool
+    oom_score_adj: int  # berthd's own: the floor when lowering is not permitted
+    spec_host: HostInfo
+
+
 class Runtime:
     def __init__(
         self,
         *,
         config: Config,
         store: Store,
-        network: NetworkStatus,
+        cni: CniManager,
+        images: ImageStore,
+        shims: ShimManager,
+        host: HostFacts,
         features: Features | None = None,
     ) -> None:
         self.config = config
         self.store = store
-        self.network = network
+        self.cni = cni
+        self.network: NetworkStatus = cni
+        self.images = images
+        self.shims = shims
+        self.host = host
         self.features = features or Features()
+        self.locks = KeyedLocks()
+        self.background = Background()
+
+    def watch(self, container_id: str) -> None:
+        """Start (or keep) the task that records this container's exit."""
+        from cri import containers
+
+        self.background.spawn(f"watch-{container_id}", containers.watch(self, container_id))
 
     @property
     def root(self) -> Path:

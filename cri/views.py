@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cri.api.v1 import api_pb2
-from cri.store import SandboxRecord
+from cri.store import ContainerRecord, SandboxRecord
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
@@ -62,6 +62,58 @@ def sandbox_status(record: SandboxRecord) -> api_pb2.PodSandboxStatus:
 
 def sandbox_matches(record: SandboxRecord, f: api_pb2.PodSandboxFilter) -> bool:
     if not id_matches(record.id, f.id):
+        return False
+    if f.HasField("state") and record.state != f.state.state:
+        return False
+    return labels_match(record.config.labels, f.label_selector)
+
+
+def container_item(record: ContainerRecord) -> api_pb2.Container:
+    config = record.config
+    return api_pb2.Container(
+        id=record.id,
+        pod_sandbox_id=record.sandbox_id,
+        metadata=config.metadata,
+        image=api_pb2.ImageSpec(image=record.image_name),
+        image_ref=record.image_ref,
+        image_id=record.image_id,
+        state=record.state,  # type: ignore[arg-type]
+        created_at=record.created_at,
+        labels=dict(config.labels),
+        annotations=dict(config.annotations),
+    )
+
+
+def container_status(record: ContainerRecord) -> api_pb2.ContainerStatus:
+    config = record.config
+    return api_pb2.ContainerStatus(
+        id=record.id,
+        metadata=config.metadata,
+        state=record.state,  # type: ignore[arg-type]
+        created_at=record.created_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        exit_code=record.exit_code,
+        image=api_pb2.ImageSpec(image=record.image_name),
+        image_ref=record.image_ref,
+        image_id=record.image_id,
+        reason=record.reason,
+        message=record.message,
+        labels=dict(config.labels),
+        annotations=dict(config.annotations),
+        mounts=list(config.mounts),
+        log_path=record.log_path,
+        user=api_pb2.ContainerUser(
+            linux=api_pb2.LinuxContainerUser(
+                uid=record.uid, gid=record.gid, supplemental_groups=list(record.groups)
+            )
+        ),
+        stop_signal=config.stop_signal,
+    )
+
+
+def container_matches(record: ContainerRecord, f: api_pb2.ContainerFilter) -> bool:
+    if not id_matches(record.id, f.id) or not id_matches(record.sandbox_id, f.pod_sandbox_id):
         return False
     if f.HasField("state") and record.state != f.state.state:
         return False

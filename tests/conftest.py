@@ -11,6 +11,8 @@ import pytest
 
 from tests.support.berthd import Berthd
 
+pytest_plugins = ["tests.support.fixtures_registry", "tests.support.fixtures_pods"]
+
 _NEEDS = {
     "root": (lambda: os.geteuid() == 0, "needs root"),
     "runc": (lambda: shutil.which("runc") is not None, "runc is not installed"),

@@ -27,4 +27,5 @@ def _credentials(auth: api_pb2.AuthConfig) -> Credentials | None:
         auth=auth.auth,
         identity_token=auth.identity_token,
         registry_token=auth.registry_token,
+        server_address=auth.server_address,
     )

@@ -49,6 +49,9 @@ class ContainerRecord:
     created_at: int
     runtime_handler: str
     log_path: str = ""  # absolute, "" when the sandbox has no log directory
+    uid: int = 0  # the process user the spec resolved, for ContainerStatus.user
+    gid: int = 0
+    groups: tuple[int, ...] = ()
     state: int = api_pb2.CONTAINER_CREATED
     pid: int = 0
     started_at: int = 0

@@ -1,0 +1,365 @@
+"""Container lifecycle through the shim: create (all or nothing), start, stop, remove.
+
+::
+
+    CreateContainer ─► CREATED ─StartContainer─► RUNNING ─exit/stop─► EXITED ─► removed
+          │                                                              ▲
+          └──────────────── RemoveContainer (stops first) ───────────────┘
+
+The store record is the source of truth for the CRI; the shim is the source of truth for the
+process. A watcher task per running container waits on its shim and writes the exit into the
+store; after a berthd restart :mod:`cri.recovery` restarts the watchers, or reads ``exit.json``
+for a shim that died meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import secrets
+import signal
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from cri import cgroups, errors, pods
+from cri.api.v1 import api_pb2
+from cri.oci.inputs import PodFilePaths, SpecInputs
+from cri.oci.spec import build_spec
+from cri.runtime import Runtime
+from cri.store import ContainerRecord, SandboxRecord
+from shim import api as shim_api
+from shim import errors as shim_errors
+from snapshotter import errors as snapshot_errors
+
+log = structlog.get_logger(__name__)
+
+CREATED, RUNNING, EXITED = (
+    api_pb2.CONTAINER_CREATED,
+    api_pb2.CONTAINER_RUNNING,
+    api_pb2.CONTAINER_EXITED,
+)
+
+
+def bundle_dir(rt: Runtime, container_id: str) -> Path:
+    return rt.state / "containers" / container_id / "bundle"
+
+
+def log_path(sandbox: SandboxRecord, config: api_pb2.ContainerConfig) -> str:
+    directory = sandbox.config.log_directory
+    if not directory or not config.log_path:
+        return ""
+    return os.path.join(directory, config.log_path)
+
+
+def validate(rt: Runtime, sandbox_id: str, config: api_pb2.ContainerConfig) -> SandboxRecord:
+    if not config.metadata.name:
+        raise errors.InvalidArgument("CreateContainer: metadata.name is empty")
+    if not config.image.image:
+        raise errors.InvalidArgument("CreateContainer: image is empty")
+    sandbox = rt.store.sandbox(sandbox_id)
+    if sandbox.state != api_pb2.SANDBOX_READY:
+        raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
+    privileged = config.linux.security_context.privileged
+    if privileged and not sandbox.config.linux.security_context.privileged:
+        raise errors.InvalidArgument(
+            f"container {config.metadata.name!r}: privileged container in non-privileged "
+            f"pod sandbox {sandbox.id}"
+        )
+    return sandbox
+
+
+async def create(
+    rt: Runtime, sandbox_id: str, config: api_pb2.ContainerConfig
+) -> ContainerRecord:
+    sandbox = validate(rt, sandbox_id, config)
+    name_key = f"{sandbox.id}/{config.metadata.name}"
+    existing = rt.store.container_by_name(name_key)
+    if existing is not None:
+        raise errors.AlreadyExists(
+            f"container name {config.metadata.name!r} is reserved by {existing.id} "
+            f"in pod sandbox {sandbox.id}"
+        )
+    image = rt.images.get(config.image.image)
+    record = ContainerRecord(
+        id=secrets.token_hex(32),
+        sandbox_id=sandbox.id,
+        config=config,
+        image_id=image.id,
+        image_ref=image.repo_digests[0] if image.repo_digests else image.id,
+        image_name=config.image.image,
+        created_at=time.time_ns(),
+        runtime_handler=sandbox.runtime_handler,
+        log_path=log_path(sandbox, config),
+    )
+    async with rt.locks.hold(record.id), AsyncExitStack() as undo:
+        record = await _set_up(rt, sandbox, record, image, undo)
+        await rt.store.add_container(record)
+        undo.pop_all()
+    log.info("container created", container_id=record.id, pod_id=sandbox.id)
+    return record
+
+
+async def _set_up(
+    rt: Runtime, sandbox: SandboxRecord, record: ContainerRecord, image: Any,
+    undo: AsyncExitStack,
+) -> ContainerRecord:
+    mounts = await asyncio.to_thread(rt.images.prepare_rootfs, record.id, image.id)
+    undo.push_async_callback(asyncio.to_thread, rt.images.remove_rootfs, record.id)
+    bundle = bundle_dir(rt, record.id)
+    spec = build_spec(_spec_inputs(rt, sandbox, record, image))
+    user = spec["process"]["user"]
+    record = dataclasses.replace(
+        record,
+        uid=user.get("uid", 0),
+        gid=user.get("gid", 0),
+        groups=tuple(user.get("additionalGids", ())),
+    )
+    await asyncio.to_thread(_write_bundle, bundle, spec)
+    undo.push_async_callback(asyncio.to_thread, remove_tree, bundle.parent)
+    if record.log_path:
+        await asyncio.to_thread(Path(record.log_path).parent.mkdir, parents=True, exist_ok=True)
+    task = await rt.shims.spawn(record.id)
+    undo.push_async_callback(rt.shims.destroy, record.id)
+    handler = rt.config.runtimes[record.runtime_handler]
+    config = record.config
+    await task.create(
+        shim_api.CreateParams(
+            bundle=str(bundle),
+            runtime=handler.path,
+            runtime_root=str(rt.config.runtime_root(record.runtime_handler)),
+            runtime_options=handler.options,
+            rootfs_mounts=tuple(
+                shim_api.Mount(type=m.type, source=m.source, options=tuple(m.options))
+                for m in mounts
+            ),
+            log_path=record.log_path,
+            tty=config.tty,
+            stdin=config.stdin,
+            stdin_once=config.stdin_once,
+        )
+    )
+    return record
+
+
+def _spec_inputs(
+    rt: Runtime, sandbox: SandboxRecord, record: ContainerRecord, image: Any
+) -> SpecInputs:
+    files = Path(sandbox.files_dir)
+    host_ipc = pods.host_ipc(sandbox.config)
+    return SpecInputs(
+        container_id=record.id,
+        sandbox_id=sandbox.id,
+        config=record.config,
+        sandbox_config=sandbox.config,
+        image_config=image.config,
+        image_name=record.image_name,
+        rootfs="rootfs",
+        namespaces=_namespaces(sandbox, record.config),
+        pod_files=PodFilePaths(
+            hostname=str(files / "hostname"),
+            resolv_conf=str(files / "resolv.conf"),
+            hosts=str(files / "hosts"),
+            shm=None if host_ipc else str(files / "shm"),
+        ),
+        cgroups_path=cgroups.container_cgroups_path(
+            driver=rt.config.cgroup_driver,
+            cgroup_root=rt.config.cgroup_root,
+            parent=sandbox.cgroup_parent,
+            container_id=record.id,
+        ),
+        sandbox_privileged=sandbox.config.linux.security_context.privileged,
+        read_file=lambda path: rt.images.read_image_file(record.image_id, path),
+        oom_score_adj_floor=rt.host.oom_score_adj if rt.config.restrict_oom_score_adj else None,
+        cgroup_v2=rt.host.cgroup_v2,
+        host=rt.host.spec_host,
+        recursive_read_only_supported=rt.features.recursive_read_only_mounts,
+    )
+
+
+def _namespaces(sandbox: SandboxRecord, config: api_pb2.ContainerConfig) -> dict[str, str | None]:
+    """Join the pod's pinned namespaces; host ones are left out; pid per the CRI mode."""
+    kinds = {"net": "network", "ipc": "ipc", "uts": "uts"}
+    namespaces: dict[str, str | None] = {
+        kinds[k]: path for k, path in sandbox.namespaces.items() if k in kinds
+    }
+    pid_mode = config.linux.security_context.namespace_options.pid
+    if pid_mode != api_pb2.NODE:
+        namespaces["pid"] = None  # a new PID namespace per container
+    return namespaces
+
+
+def _write_bundle(bundle: Path, spec: dict[str, Any]) -> None:
+    bundle.mkdir(parents=True, exist_ok=True)
+    (bundle / "rootfs").mkdir(exist_ok=True)
+    tmp = bundle / "config.json.tmp"
+    with tmp.open("w") as f:
+        json.dump(spec, f)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.rename(bundle / "config.json")
+
+
+def remove_tree(path: Path) -> None:
+    if not path.exists():
+        return
+    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if child.is_dir() and not child.is_symlink():
+            if os.path.ismount(child):
+                continue  # never delete through a mount; the shim unmounts rootfs
+            child.rmdir()
+        else:
+            child.unlink()
+    path.rmdir()
+
+
+async def start(rt: Runtime, container_id: str) -> None:
+    async with rt.locks.hold(container_id):
+        record = rt.store.container(container_id)
+        if record.state != CREATED:
+            raise errors.FailedPrecondition(
+                f"container {record.id} is {api_pb2.ContainerState.Name(record.state)}, "
+                "not CREATED"
+            )
+        task = await rt.shims.get(record.id)
+        try:
+            state = await task.start()
+        except shim_errors.Error as exc:
+            await record_exit(rt, record, await _final_state(task), failed_start=str(exc))
+            raise
+        record = dataclasses.replace(
+            record, state=RUNNING, pid=state.pid, started_at=state.started_at_ns or time.time_ns()
+        )
+        await rt.store.update_container(record)
+    rt.watch(record.id)
+    log.info("container started", container_id=record.id)
+
+
+async def _final_state(task: shim_api.TaskAPI) -> shim_api.TaskState | None:
+    try:
+        return await task.state()
+    except shim_errors.Error:
+        return None
+
+
+async def watch(rt: Runtime, container_id: str) -> None:
+    """Wait for the container's exit and record it (a task owned by the runtime)."""
+    try:
+        task = await rt.shims.get(container_id)
+        state = await task.wait()
+    except shim_errors.Error as exc:
+        state = rt.shims.exit_state(container_id)
+        if state is None:
+            log.warning("shim lost", container_id=container_id, error=str(exc))
+    record = rt.store.find_container(container_id)
+    if record is not None and record.state == RUNNING:
+        async with rt.locks.hold(container_id):
+            await record_exit(rt, rt.store.container(container_id), state)
+
+
+async def record_exit(
+    rt: Runtime, record: ContainerRecord, state: shim_api.TaskState | None,
+    failed_start: str = "",
+) -> None:
+    if state is None:
+        changes: dict[str, Any] = {
+            "exit_code": 255, "reason": "Unknown",
+            "message": failed_start or "the container's shim died and left no exit status",
+        }
+    else:
+        changes = {
+            "exit_code": state.exit_code, "message": failed_start or state.message,
+            "reason": _reason(state, failed_start),
+        }
+        if state.started_at_ns:
+            changes["started_at"] = record.started_at or state.started_at_ns
+    changes["finished_at"] = (state.finished_at_ns if state else 0) or time.time_ns()
+    await rt.store.update_container(dataclasses.replace(record, state=EXITED, **changes))
+    log.info("container exited", container_id=record.id, exit_code=changes["exit_code"],
+             reason=changes["reason"])
+
+
+def _reason(state: shim_api.TaskState, failed_start: str) -> str:
+    if failed_start:
+        return "StartError"
+    if state.oom_killed:
+        return "OOMKilled"
+    return "Completed" if state.exit_code == 0 else "Error"
+
+
+async def stop(rt: Runtime, container_id: str, timeout: int) -> None:
+    """Stop signal (image StopSignal or SIGTERM), then SIGKILL after ``timeout`` s."""
+    record = rt.store.find_container(container_id)
+    if record is None or record.state != RUNNING:
+        return
+    task = await rt.shims.get(record.id)
+    if timeout > 0:
+        await _signal(task, _stop_signal(rt, record))
+        try:
+            await task.wait(timeout=float(timeout))
+        except shim_errors.DeadlineExceeded:
+            pass
+    await _signal(task, signal.SIGKILL)
+    state = await task.wait()
+    async with rt.locks.hold(record.id):
+        current = rt.store.find_container(record.id)
+        if current is not None and current.state == RUNNING:
+            await record_exit(rt, current, state)
+    log.info("container stopped", container_id=record.id)
+
+
+async def _signal(task: shim_api.TaskAPI, signum: int) -> None:
+    try:
+        await task.kill(signum, all=False)
+    except shim_errors.NotFound:
+        pass
+
+
+def _stop_signal(rt: Runtime, record: ContainerRecord) -> int:
+    """The CRI's stop_signal, else the image's StopSignal, else SIGTERM."""
+    if record.config.stop_signal != api_pb2.SIGNAL_RUNTIME_DEFAULT:
+        name = api_pb2.Signal.Name(record.config.stop_signal).removeprefix("SIGNAL_")
+        return _parse_signal(name) or signal.SIGTERM
+    try:
+        image_config = rt.images.get(record.image_id).config
+    except snapshot_errors.NotFound:
+        return signal.SIGTERM
+    name = str(image_config.get("config", {}).get("StopSignal", "") or "")
+    return _parse_signal(name) or signal.SIGTERM
+
+
+def _parse_signal(name: str) -> int | None:
+    if not name:
+        return None
+    if name.isdigit():
+        return int(name)
+    name = name.upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    return int(getattr(signal.Signals, name, 0)) or None
+
+
+async def remove(rt: Runtime, container_id: str) -> None:
+    """Force-stop if needed, then delete the task, the rootfs and the record. Idempotent."""
+    record = rt.store.find_container(container_id)
+    if record is None:
+        return
+    await stop(rt, record.id, timeout=0)
+    async with rt.locks.hold(record.id):
+        await rt.shims.destroy(record.id)
+        await asyncio.to_thread(rt.images.remove_rootfs, record.id)
+        await asyncio.to_thread(remove_tree, bundle_dir(rt, record.id).parent)
+        await rt.store.remove_container(record.id)
+    log.info("container removed", container_id=record.id)
+
+
+async def stop_all(rt: Runtime, sandbox_id: str) -> None:
+    await asyncio.gather(*(stop(rt, c.id, 0) for c in rt.store.containers(sandbox_id)))
+
+
+async def remove_all(rt: Runtime, sandbox_id: str) -> None:
+    await asyncio.gather(*(remove(rt, c.id) for c in rt.store.containers(sandbox_id)))

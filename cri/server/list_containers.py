@@ -1,0 +1,20 @@
+"""ListContainers: every container, or those matching id, sandbox, state and labels."""
+
+from __future__ import annotations
+
+from cri import views
+from cri.api.v1 import api_pb2
+from cri.runtime import Runtime
+
+
+async def handle(
+    rt: Runtime, request: api_pb2.ListContainersRequest
+) -> api_pb2.ListContainersResponse:
+    has_filter = request.HasField("filter")
+    return api_pb2.ListContainersResponse(
+        containers=[
+            views.container_item(c)
+            for c in rt.store.containers()
+            if not has_filter or views.container_matches(c, request.filter)
+        ]
+    )

@@ -1,0 +1,1 @@
+"""OCI distribution client: registry hosts (mirrors, TLS), authentication, HTTP transfers."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import structlog
 from prometheus_client import start_http_server
 
-from cri import cgroups, metrics, recovery
+from cri import cgroups, metrics, pods, recovery
 from cri.cni.manager import CniManager
 from cri.config import Config, parse_address
 from cri.oci import detect_host
@@ -55,6 +55,7 @@ async def build_runtime(cfg: Config, stack: AsyncExitStack) -> Runtime:
         host=await asyncio.to_thread(_host_facts),
         features=await asyncio.to_thread(_features, cfg),
     )
+    stack.callback(pods.release_pin_root, rt)
     stack.push_async_callback(rt.background.aclose)
     await recovery.recover(rt)
     _start_metrics(cfg, stack)
@@ -82,7 +83,7 @@ def _image_store(cfg: Config) -> ImageStore:
         root / "images",
         puller=puller,
         content=content,
-        snapshotter=OverlaySnapshotter(root / "snapshots"),
+        snapshotter=OverlaySnapshotter(root),
         pinned=cfg.pinned_images,
     )
 

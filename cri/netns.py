@@ -253,6 +253,21 @@ def ensure_private_mount(directory: Path) -> None:
         _private_dirs.add(directory)
 
 
+def release_private_mount(directory: Path) -> bool:
+    """Undo :func:`ensure_private_mount` when no pin is left below ``directory``.
+
+    Returns whether it unmounted. Called at shutdown so a stopped berthd leaves no mount.
+    """
+    directory = directory.resolve()
+    with _private_lock:
+        if directory not in _private_dirs:
+            return False
+        if any(is_pinned(p) for pins in directory.iterdir() if pins.is_dir() for p in pins.iterdir()):
+            return False
+        _private_dirs.discard(directory)
+        return unmount(directory)
+
+
 def is_pinned(path: Path) -> bool:
     """True if ``path`` is a mounted namespace file (nsfs), i.e. a live pin."""
     try:

@@ -40,6 +40,11 @@ def pin_dir(rt: Runtime, sandbox_id: str) -> Path:
     return rt.state / "netns" / sandbox_id
 
 
+def release_pin_root(rt: Runtime) -> None:
+    """At shutdown: drop the private mount above the pins if no pod holds one."""
+    netns.release_private_mount(rt.state / "netns")
+
+
 def files_dir(rt: Runtime, sandbox_id: str) -> Path:
     return rt.state / "pods" / sandbox_id
 

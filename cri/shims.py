@@ -62,7 +62,7 @@ class ShimManager:
     async def get(self, container_id: str) -> client.ShimClient:
         """A connected client; Unavailable/NotFound when the shim is gone."""
         cached = self._clients.get(container_id)
-        if cached is not None and not cached.closed:
+        if cached is not None and cached.connected:
             return cached
         shim_client = await client.connect(self.state_dir(container_id))
         self._clients[container_id] = shim_client

@@ -14,7 +14,7 @@ packages=(
   python3 python3-venv python3-pip
   runc crun catatonit
   containernetworking-plugins iptables nftables iproute2
-  util-linux procps kmod openssl
+  util-linux procps kmod openssl iputils-ping
   docker-registry busybox-static
 )
 if [[ "${dev}" == 1 ]]; then

@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import time
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -217,6 +218,14 @@ class ContentStore:
         """Digests of the partial ingests present (open or left by a crash)."""
         names = os.listdir(self.root / "ingest")
         return sorted(f"sha256:{n}" for n in names if len(n) == 64)
+
+    def age(self, digest: str, *, partial: bool = False) -> float:
+        """Seconds since the blob (or its partial ingest) was last written; NotFound if absent."""
+        path = self.root / "ingest" / _hex(digest) / "data" if partial else self.path(digest)
+        try:
+            return time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            raise errors.NotFound(f"blob {digest} not found") from None
 
     def abort(self, digest: str) -> None:
         """Delete the partial ingest of `digest`, if any (idempotent)."""

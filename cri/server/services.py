@@ -44,14 +44,26 @@ def _servicer(service: str, rt: Runtime) -> Any:
     for name, streaming in methods(service):
         handler = HANDLERS.get(name)
         bound = functools.partial(handler, rt) if handler else _unimplemented(service, name)
-        wrap = instrument.server_stream if streaming else instrument.unary
-        attrs[name] = _as_method(wrap(name, bound))  # type: ignore[operator]
+        if streaming:
+            attrs[name] = _stream_method(instrument.server_stream(name, bound))
+        else:
+            attrs[name] = _unary_method(instrument.unary(name, bound))
     return type(f"{service}Servicer", (), attrs)()
 
 
-def _as_method(fn: Callable[..., Any]) -> Callable[..., Any]:
-    def method(self: object, request: Any, context: Any) -> Any:
-        return fn(request, context)
+# grpc.aio decides how to drive a method by its kind (coroutine function or async generator
+# function), so the bound methods must be of the same kind as what they wrap.
+def _unary_method(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def method(self: object, request: Any, context: Any) -> Any:
+        return await fn(request, context)
+
+    return method
+
+
+def _stream_method(fn: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    async def method(self: object, request: Any, context: Any) -> AsyncIterator[Any]:
+        async for item in fn(request, context):
+            yield item
 
     return method
 

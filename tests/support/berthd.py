@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -88,12 +89,21 @@ class Berthd:
         )
         log.close()
         deadline = time.monotonic() + timeout
-        while not self.socket.exists():
+        while not self._answers():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"berthd exited with {self.proc.returncode}:\n{self.logs()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"berthd did not create {self.socket}:\n{self.logs()}")
             time.sleep(0.02)
+
+    def _answers(self) -> bool:
+        """The socket accepts connections (a stale file left by a crash does not)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
 
     def stop(self, timeout: float = 20.0) -> int:
         if self._client is not None:

@@ -83,5 +83,10 @@ def pod_berthd(
         api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=registry.ref()))
     )
     yield daemon
-    code = daemon.stop()
+    if daemon.proc is not None:  # remove what a failed test left, so nothing leaks
+        for pod in daemon.client.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest()).items:
+            daemon.client.runtime.RemovePodSandbox(
+                api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod.id)
+            )
+    code = daemon.stop()  # a test may have stopped it already: then this is 0
     assert code == 0, f"berthd exited {code}:\n{daemon.logs()}"

@@ -80,13 +80,12 @@ def test_unimplemented_rpc_names_itself(berthd: Berthd) -> None:
 
 
 def test_metrics_endpoint_counts_requests(berthd: Berthd) -> None:
-    import re
     import urllib.request
 
     berthd.client.runtime.Version(api_pb2.VersionRequest())
-    match = re.search(r'"metrics serving".*?"address": "([^"]+)"', berthd.logs())
-    assert match, berthd.logs()
-    body = urllib.request.urlopen(f"http://{match.group(1)}/metrics", timeout=5).read().decode()
+    events = [json.loads(line) for line in berthd.logs().splitlines() if line.startswith("{")]
+    address = next(e["address"] for e in events if e["event"] == "metrics serving")
+    body = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
     assert 'berth_cri_request_duration_seconds_count{code="OK",method="Version"}' in body
 
 

@@ -119,8 +119,11 @@ def test_pod_runs_end_to_end(
     rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
     rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))  # idempotent
     assert not rt.ListPodSandbox(api_pb2.ListPodSandboxRequest()).items
-    assert mounts_under(pod_berthd.root, pod_berthd.state) == []
+    # Only the private mount above the namespace pins stays while berthd runs.
+    assert mounts_under(pod_berthd.root, pod_berthd.state) == [str(pod_berthd.state / "netns")]
     assert not list((pod_berthd.state / "netns").iterdir())
+    assert pod_berthd.stop() == 0
+    assert mounts_under(pod_berthd.root, pod_berthd.state) == []
 
 
 @pytest.mark.parametrize(("code", "reason"), [(0, "Completed"), (3, "Error")])

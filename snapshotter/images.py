@@ -1,0 +1,569 @@
+"""The image store: images, their layers and blobs, kept together and durably.
+
+    pull(ref) ─► Puller ─► blobs in the content store
+                              │
+              each missing layer: prepare("extract/…", parent chain) ─► apply_layer
+                              │   (blob digest, size and diff_id verified) ─► commit(chain id)
+                              ▼
+              images.db: image row (config, top chain id, blobs it keeps) + refs (tags, digests)
+
+Layers are committed snapshots named by chain id, so images share them.
+Reference counting is by reachability, computed when something is freed:
+a blob lives while an image lists it; a committed snapshot lives while it
+is some image's top layer or has children (a layer above it, or a
+container's rootfs). Sweeps wait while a pull or import is in flight, so
+they never delete what a pull has fetched but not yet recorded.
+
+Crash safety. The image row is written (one transaction, synchronous=FULL)
+only after its layers are committed; removal deletes the rows first and the
+files after, so whatever a crash interrupts is unreferenced and `recover()`
+sweeps it. Assumptions recover() relies on: nobody else writes under the
+roots; snapshots keyed "extract/…" are unfinished unpacks; partial ingests
+are stale after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import hashlib
+import json
+import re
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
+from typing import Final, Protocol
+
+import structlog
+
+from snapshotter import errors, imports, layerview
+from snapshotter.api import FsUsage, Image, Kind, LayerBlob, Mount, ResolvedImage, as_layer_blobs
+from snapshotter.content import ContentStore
+from snapshotter.fsutil import mountpoint_of
+from snapshotter.gc import Collector
+from snapshotter.mount import writable_dir
+from snapshotter.overlay import OverlaySnapshotter, open_db
+from snapshotter.puller import Progress, PullResult
+from snapshotter.reference import Reference, is_image_id, parse
+from snapshotter.registry.auth import Credentials
+from snapshotter.streams import VerifyingReader
+from snapshotter.unpack import DEFAULT_LIMITS, LayerStats, UnpackLimits, apply_layer
+
+__all__ = ["FsUsage", "Image", "ImagePuller", "ImageStore", "Mount", "chain_ids", "ref_key"]
+
+log = structlog.get_logger(__name__)
+
+EXTRACT_PREFIX: Final = "extract/"
+ROOTFS_PREFIX: Final = "rootfs/"
+LABEL_IMAGE: Final = "berth.io/image"
+LABEL_CHAIN: Final = "berth.io/unpack-chain"
+MIN_ID_PREFIX: Final = 6
+_HEX_PREFIX = re.compile(r"[a-f0-9]+")
+# How long an interrupted pull's downloads survive a restart unclaimed (seconds).
+RESUME_GRACE: Final = 3600.0
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    chain_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    blobs TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    pulled_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refs (
+    ref TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('tag', 'digest')),
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS refs_image ON refs(image_id);
+CREATE TABLE IF NOT EXISTS pulls (
+    token TEXT PRIMARY KEY,
+    ref TEXT NOT NULL,
+    started_ns INTEGER NOT NULL
+);
+"""
+
+
+class ImagePuller(Protocol):
+    """What the store needs of a puller (`snapshotter.puller.Puller`, or a fake in tests)."""
+
+    async def pull(
+        self,
+        ref: Reference,
+        *,
+        auth: Credentials | None = None,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> PullResult: ...
+
+
+def chain_ids(diff_ids: tuple[str, ...]) -> list[str]:
+    """OCI chain ids: the first layer's diff_id, then sha256("<parent chain> <diff_id>")."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        if out:
+            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+        else:
+            out.append(diff_id)
+    return out
+
+
+def ref_key(ref: Reference) -> str:
+    """How a reference is stored: "name@digest" if it has a digest (the tag is then moot)."""
+    if ref.digest is not None:
+        return f"{ref.name}@{ref.digest}"
+    return f"{ref.name}:{ref.tag}"
+
+
+def resolved_from_pull(result: PullResult) -> ResolvedImage:
+    ref = result.reference
+    digests = {result.repo_digest}
+    if ref.digest is not None:  # pulled by the digest of a manifest inside an index
+        digests.add(ref_key(ref))
+    blobs = [result.manifest_digest, result.config_digest, *(x.digest for x in result.layers)]
+    if result.index_digest:
+        blobs.append(result.index_digest)
+    return ResolvedImage(
+        repo_tags=() if ref.digest is not None else (ref_key(ref),),
+        repo_digests=tuple(sorted(digests)),
+        config_digest=result.config_digest,
+        config=result.config,
+        layers=as_layer_blobs(result.layers),
+        diff_ids=result.diff_ids,
+        blobs=tuple(dict.fromkeys(blobs)),
+        size=result.size,
+    )
+
+
+class ImageStore:
+    """Images, layers and blobs under `root` (see the module docstring).
+
+    Sync methods block on sqlite and the filesystem; from async code call
+    them in a thread (they are thread-safe).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        puller: ImagePuller,
+        content: ContentStore,
+        snapshotter: OverlaySnapshotter,
+        pinned: Collection[str] = (),
+        limits: UnpackLimits = DEFAULT_LIMITS,
+    ) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self._puller = puller
+        self._content = content
+        self._snaps = snapshotter
+        self._limits = limits
+        self._pinned = {_normalise_pin(p) for p in pinned}
+        self._lock = threading.RLock()
+        self._db = open_db(root / "images.db")
+        self._db.executescript(_SCHEMA)
+        self._gc = Collector(
+            snapshotter=snapshotter,
+            content=content,
+            live=self._live,
+            unfinished_prefix=EXTRACT_PREFIX,
+        )
+        self._layer_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- pulling and importing ----------------------------------------------
+
+    async def pull(
+        self,
+        ref: str,
+        *,
+        auth: Credentials | None = None,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> Image:
+        """Pull `ref`, unpack its missing layers and record it; returns the image.
+
+        Concurrent pulls share downloads (the Puller) and unpacking (one per
+        chain id). A tag that pointed at another image moves here. Raises the
+        Puller's errors, and InvalidArgument for a hostile or corrupt layer.
+        """
+        reference = parse(ref)
+        token = await asyncio.to_thread(self._journal_pull, str(reference))
+        try:
+            async with self._gc.lease():
+                result = await self._puller.pull(reference, auth=auth, progress=progress)
+                image_id = await self._store(resolved_from_pull(result))
+        finally:
+            await _in_thread_to_the_end(self._end_pull, token)
+        return await asyncio.to_thread(self.get, image_id)
+
+    def _journal_pull(self, ref: str) -> str:
+        """Record durably that a pull is under way, so a crash mid-pull is recognised."""
+        token = secrets.token_hex(8)
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO pulls (token, ref, started_ns) VALUES (?, ?, ?)",
+                (token, ref, time.time_ns()),
+            )
+        return token
+
+    def _end_pull(self, token: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM pulls WHERE token = ?", (token,))
+
+    async def import_archive(self, path: Path) -> list[Image]:
+        """Import an OCI image layout tar or a `docker save` tar; returns the images in it."""
+        scratch = self.root / "tmp" / secrets.token_hex(8)
+        async with self._gc.lease():
+            try:
+                found = await asyncio.to_thread(imports.load_archive, path, self._content, scratch)
+            finally:
+                await asyncio.to_thread(shutil.rmtree, scratch, True)
+            ids = [await self._store(r) for r in found]
+        return [await asyncio.to_thread(self.get, i) for i in dict.fromkeys(ids)]
+
+    async def _store(self, image: ResolvedImage) -> str:
+        chains = chain_ids(image.diff_ids)
+        parent: str | None = None
+        for layer, diff_id, chain in zip(image.layers, image.diff_ids, chains, strict=True):
+            await self._ensure_layer(layer, diff_id, chain, parent)
+            parent = chain
+        await _in_thread_to_the_end(self._record, image, parent or "")
+        return image.config_digest
+
+    async def _ensure_layer(
+        self, layer: LayerBlob, diff_id: str, chain: str, parent: str | None
+    ) -> None:
+        lock, users = self._layer_locks.get(chain, (asyncio.Lock(), 0))
+        self._layer_locks[chain] = (lock, users + 1)
+        try:
+            async with lock:
+                if not await asyncio.to_thread(self._has_layer, chain):
+                    await _in_thread_to_the_end(self._unpack, layer, diff_id, chain, parent)
+        finally:
+            lock, users = self._layer_locks[chain]
+            if users == 1:
+                del self._layer_locks[chain]
+            else:
+                self._layer_locks[chain] = (lock, users - 1)
+
+    def _has_layer(self, chain: str) -> bool:
+        try:
+            info = self._snaps.stat(chain)
+        except errors.NotFound:
+            return False
+        if info.kind is not Kind.COMMITTED:
+            raise errors.FailedPrecondition(f"snapshot {chain} exists but is not committed")
+        return True
+
+    def _unpack(self, layer: LayerBlob, diff_id: str, chain: str, parent: str | None) -> None:
+        started = time.monotonic()
+        key = f"{EXTRACT_PREFIX}{secrets.token_hex(8)}/{chain}"
+        mounts = self._snaps.prepare(key, parent, labels={LABEL_CHAIN: chain})
+        try:
+            stats = self._apply(layer, diff_id, writable_dir(mounts))
+            self._snaps.commit(chain, key)
+        except errors.AlreadyExists:
+            # Chain ids name content: whoever committed it first made the same layer.
+            self._snaps.remove(key)
+            return
+        except BaseException:
+            with contextlib.suppress(errors.Error):
+                self._snaps.remove(key)
+            raise
+        log.info(
+            "layer unpacked",
+            digest=layer.digest,
+            chain_id=chain,
+            size=stats.size,
+            entries=stats.entries,
+            duration_ms=round((time.monotonic() - started) * 1000),
+        )
+
+    def _apply(self, layer: LayerBlob, diff_id: str, dest: Path) -> LayerStats:
+        try:
+            blob = open(self._content.path(layer.digest), "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise errors.NotFound(
+                f"layer blob {layer.digest} missing from the content store"
+            ) from None
+        with blob:
+            src = VerifyingReader(blob, digest=layer.digest, size=layer.size)
+            stats = apply_layer(
+                src,
+                layer.media_type,
+                dest,
+                layer=layer.digest,
+                expected_diff_id=diff_id,
+                limits=self._limits,
+            )
+            src.verify()
+        return stats
+
+    def _record(self, image: ResolvedImage, chain: str) -> None:
+        now = time.time_ns()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT blobs FROM images WHERE id=?", (image.config_digest,)
+            ).fetchone()
+            blobs = sorted(set(image.blobs) | set(json.loads(row[0]) if row else ()))
+            db.execute(
+                "INSERT INTO images (id, chain_id, size, config, blobs, created_ns, pulled_ns)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                " chain_id=excluded.chain_id, size=excluded.size, config=excluded.config,"
+                " blobs=excluded.blobs, pulled_ns=excluded.pulled_ns",
+                (
+                    image.config_digest,
+                    chain,
+                    image.size,
+                    json.dumps(image.config),
+                    json.dumps(blobs),
+                    now,
+                    now,
+                ),
+            )
+            moved = {self._point(db, t, "tag", image.config_digest) for t in image.repo_tags}
+            for d in image.repo_digests:
+                self._point(db, d, "digest", image.config_digest)
+            dropped = [i for i in moved if i and not self._has_refs(db, i)]
+            for old in dropped:
+                db.execute("DELETE FROM images WHERE id=?", (old,))
+        log.info("image recorded", image_id=image.config_digest, tags=list(image.repo_tags))
+        if dropped:
+            log.info("images left without references removed", image_ids=dropped)
+            self._gc.collect()
+
+    @staticmethod
+    def _point(db: sqlite3.Connection, ref: str, kind: str, image_id: str) -> str | None:
+        """Make `ref` name `image_id`; returns the image it named before, if another."""
+        row = db.execute("SELECT image_id FROM refs WHERE ref=?", (ref,)).fetchone()
+        db.execute(
+            "INSERT INTO refs (ref, kind, image_id) VALUES (?, ?, ?)"
+            " ON CONFLICT(ref) DO UPDATE SET image_id=excluded.image_id",
+            (ref, kind, image_id),
+        )
+        return row[0] if row and row[0] != image_id else None
+
+    @staticmethod
+    def _has_refs(db: sqlite3.Connection, image_id: str) -> bool:
+        return db.execute("SELECT 1 FROM refs WHERE image_id=?", (image_id,)).fetchone() is not None
+
+    # --- lookup ---------------------------------------------------------------
+
+    def get(self, ref_or_id: str) -> Image:
+        """The image named by a tag ref, "name@digest", full id, id hex or unique id prefix.
+
+        NotFound otherwise (an ambiguous prefix included).
+        """
+        with self._lock:
+            return self._load(self._resolve(ref_or_id))
+
+    def list(self) -> list[Image]:
+        with self._lock:
+            ids = [r[0] for r in self._db.execute("SELECT id FROM images ORDER BY id")]
+            return [self._load(i) for i in ids]
+
+    def _resolve(self, ref_or_id: str) -> str:
+        s = ref_or_id.strip()
+        hexpart = s.removeprefix("sha256:")
+        if is_image_id(s) and self._exists("sha256:" + hexpart):
+            return "sha256:" + hexpart
+        with contextlib.suppress(errors.InvalidArgument):
+            row = self._db.execute(
+                "SELECT image_id FROM refs WHERE ref=?", (ref_key(parse(s)),)
+            ).fetchone()
+            if row:
+                return str(row[0])
+        if len(hexpart) >= MIN_ID_PREFIX and _HEX_PREFIX.fullmatch(hexpart):
+            rows = self._db.execute(
+                "SELECT id FROM images WHERE id >= ? AND id < ? LIMIT 2",
+                ("sha256:" + hexpart, "sha256:" + hexpart + "g"),
+            ).fetchall()
+            if len(rows) == 1:
+                return str(rows[0][0])
+        raise errors.NotFound(f"image {ref_or_id!r} not found")
+
+    def _exists(self, image_id: str) -> bool:
+        return (
+            self._db.execute("SELECT 1 FROM images WHERE id=?", (image_id,)).fetchone() is not None
+        )
+
+    def _load(self, image_id: str) -> Image:
+        row = self._db.execute(
+            "SELECT chain_id, size, config, created_ns, pulled_ns FROM images WHERE id=?",
+            (image_id,),
+        ).fetchone()
+        if row is None:
+            raise errors.NotFound(f"image {image_id} not found")
+        refs = self._db.execute(
+            "SELECT ref, kind FROM refs WHERE image_id=? ORDER BY ref", (image_id,)
+        ).fetchall()
+        tags = tuple(r for r, k in refs if k == "tag")
+        return Image(
+            id=image_id,
+            repo_tags=tags,
+            repo_digests=tuple(r for r, k in refs if k == "digest"),
+            size=row[1],
+            config=json.loads(row[2]),
+            chain_id=row[0],
+            pinned=image_id in self._pinned or any(t in self._pinned for t in tags),
+            created_at_ns=row[3],
+            pulled_at_ns=row[4],
+        )
+
+    # --- removal and garbage collection ---------------------------------------
+
+    async def remove(self, ref_or_id: str) -> None:
+        """Remove the image with all its tags and digests, then free what nothing else uses.
+
+        Idempotent: an unknown image is not an error.
+        """
+        try:
+            image = await asyncio.to_thread(self.get, ref_or_id)
+        except errors.NotFound:
+            return
+        await asyncio.to_thread(self._delete_image, image.id)
+
+    def _delete_image(self, image_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM images WHERE id=?", (image_id,))
+        log.info("image removed", image_id=image_id)
+        self._gc.collect()
+
+    def _live(self) -> tuple[set[str], set[str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT chain_id, blobs FROM images").fetchall()
+        return {r[0] for r in rows}, {b for r in rows for b in json.loads(r[1])}
+
+    def recover(self) -> None:
+        """At start-up: drop crash leftovers and everything no image or rootfs references.
+
+        When the crash interrupted a pull (its journal row is still there), what it had
+        fetched — whole blobs and partial ingests written in the last `RESUME_GRACE` seconds —
+        is kept so the retried pull resumes instead of downloading again; any later sweep
+        frees it if no image claims it. Everything else unreferenced goes now.
+        """
+        self._snaps.cleanup()
+        with self._tx() as db:
+            interrupted = db.execute("SELECT count(*) FROM pulls").fetchone()[0]
+            db.execute("DELETE FROM pulls")
+        grace = RESUME_GRACE if interrupted else 0.0
+        for digest in self._content.ingests():
+            with contextlib.suppress(errors.NotFound):
+                if self._content.age(digest, partial=True) < grace:
+                    continue
+            self._content.abort(digest)
+        shutil.rmtree(self.root / "tmp", ignore_errors=True)
+        self._gc.recover(keep_younger_than=grace)
+        log.info("image store recovered", images=len(self._live()[0]))
+
+    # --- container root filesystems -------------------------------------------
+
+    def prepare_rootfs(self, key: str, image_id: str) -> builtins.list[Mount]:
+        """A writable snapshot `key` (a container id) on top of the image's layers.
+
+        AlreadyExists if `key` has one; NotFound if the image does not exist.
+        """
+        image = self.get(image_id)
+        with _rootfs_exists(key):
+            return self._snaps.prepare(
+                ROOTFS_PREFIX + key, image.chain_id or None, labels={LABEL_IMAGE: image.id}
+            )
+
+    def view_rootfs(self, key: str, image_id: str) -> builtins.list[Mount]:
+        """A read-only view of the image's layers (image volumes); errors as prepare_rootfs."""
+        image = self.get(image_id)
+        with _rootfs_exists(key):
+            return self._snaps.view(
+                ROOTFS_PREFIX + key, image.chain_id or None, labels={LABEL_IMAGE: image.id}
+            )
+
+    def rootfs_mounts(self, key: str) -> builtins.list[Mount]:
+        """The mounts of rootfs `key` again; NotFound if it has none."""
+        try:
+            return self._snaps.mounts(ROOTFS_PREFIX + key)
+        except errors.NotFound:
+            raise errors.NotFound(f"rootfs {key} not found") from None
+
+    def rootfs_keys(self) -> builtins.list[str]:
+        """Keys of every rootfs (writable or view), e.g. to find orphans after a crash."""
+        infos = self._snaps.walk()
+        return [i.key.removeprefix(ROOTFS_PREFIX) for i in infos if i.key.startswith(ROOTFS_PREFIX)]
+
+    def remove_rootfs(self, key: str) -> None:
+        """Delete the rootfs snapshot `key` (idempotent) and any layers only it kept alive."""
+        try:
+            self._snaps.remove(ROOTFS_PREFIX + key)
+        except errors.NotFound:
+            return
+        self._gc.collect()
+
+    # --- reading images and usage ---------------------------------------------
+
+    def read_image_file(self, image_id: str, path: str, max_size: int = 1 << 20) -> bytes | None:
+        """File `path` of the image (e.g. /etc/passwd) without mounting; None if absent."""
+        image = self.get(image_id)
+        if not image.chain_id:
+            return None
+        return layerview.read_file(self._snaps.layer_dirs(image.chain_id), path, max_size)
+
+    def fs_usage(self) -> FsUsage:
+        """Bytes and inodes used by all snapshots, and the mount point holding them."""
+        size = inodes = 0
+        for info in self._snaps.walk():
+            with contextlib.suppress(errors.NotFound):
+                usage = self._snaps.usage(info.key)
+                size += usage.size
+                inodes += usage.inodes
+        return FsUsage(
+            mountpoint=mountpoint_of(self._snaps.root), used_bytes=size, inodes_used=inodes
+        )
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+
+async def _in_thread_to_the_end(fn: Callable[..., None], *args: object) -> None:
+    """Run `fn` in a thread. A thread cannot be stopped, so if the caller is cancelled
+    this still waits for it before re-raising: the locks and the lease held around
+    it must not be released while it still writes."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("work abandoned by a cancelled caller failed", error=str(task.exception()))
+        raise
+
+
+@contextlib.contextmanager
+def _rootfs_exists(key: str) -> Iterator[None]:
+    try:
+        yield
+    except errors.AlreadyExists:
+        raise errors.AlreadyExists(f"rootfs {key} already exists") from None
+
+
+def _normalise_pin(ref: str) -> str:
+    if is_image_id(ref):
+        return "sha256:" + ref.removeprefix("sha256:")
+    return ref_key(parse(ref))

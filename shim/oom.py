@@ -1,0 +1,113 @@
+"""Was the container OOM-killed? Its memory cgroup's `oom_kill` counter says.
+
+While the container runs, `/proc/<pid>/cgroup` names its cgroup: the line of
+the v1 `memory` controller, else the v2 `0::` line. /proc/self/mountinfo
+tells where that hierarchy is mounted. When the init has exited, and before
+`runc delete` removes the cgroup, the counter is read from
+`memory.oom_control` (v1) or `memory.events` (v2): `oom_kill N`, N > 0 means
+the kernel OOM killer fired inside the container. Hybrid hosts (v1
+controllers plus an empty cgroup2) use the v1 memory hierarchy.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CgroupPaths:
+    """A process's memory cgroup path in v1 (memory controller) and v2, if any."""
+
+    v1_memory: str | None
+    v2: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MountPoint:
+    root: str
+    path: str
+
+
+def parse_proc_cgroup(text: str) -> CgroupPaths:
+    v1 = v2 = None
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if parts[0] == "0" and controllers == "":
+            v2 = path
+        elif "memory" in controllers.split(","):
+            v1 = path
+    return CgroupPaths(v1_memory=v1, v2=v2)
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> tuple[MountPoint | None, MountPoint | None]:
+    """(v1 memory hierarchy mount, cgroup2 mount) from mountinfo text."""
+    v1 = v2 = None
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or len(tail) < 3:
+            continue
+        point = MountPoint(root=_unescape(fields[3]), path=_unescape(fields[4]))
+        if tail[0] == "cgroup2" and v2 is None:
+            v2 = point
+        elif tail[0] == "cgroup" and "memory" in tail[2].split(",") and v1 is None:
+            v1 = point
+    return v1, v2
+
+
+def _join(mount: MountPoint, cgroup: str) -> Path | None:
+    root = mount.root.rstrip("/")
+    if root and not (cgroup == root or cgroup.startswith(root + "/")):
+        return None
+    return Path(mount.path + cgroup[len(root) :])
+
+
+def resolve(paths: CgroupPaths, mountinfo: str) -> Path | None:
+    """The directory of the memory cgroup, or None when it cannot be found."""
+    v1_mount, v2_mount = parse_mountinfo(mountinfo)
+    if paths.v1_memory is not None and v1_mount is not None:
+        return _join(v1_mount, paths.v1_memory)
+    if paths.v2 is not None and v2_mount is not None:
+        found = _join(v2_mount, paths.v2)
+        if found is not None and (found / "memory.events").exists():
+            return found
+    return None
+
+
+def memory_cgroup_of(pid: int) -> Path | None:
+    """The memory cgroup directory of a live process (None if gone or unknown)."""
+    try:
+        proc = Path(f"/proc/{pid}/cgroup").read_text()
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return None
+    return resolve(parse_proc_cgroup(proc), mountinfo)
+
+
+def parse_oom_kill(text: str) -> int | None:
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value)
+    return None
+
+
+def oom_kill_count(cgroup_dir: Path) -> int | None:
+    """The cgroup's oom_kill counter, or None if it cannot be read."""
+    for name in ("memory.events", "memory.oom_control"):
+        try:
+            return parse_oom_kill((cgroup_dir / name).read_text())
+        except (OSError, ValueError):
+            continue
+    return None

@@ -22,6 +22,8 @@ from cri.oci import detect_host
 from cri.runtime import Features, HostFacts, Runtime
 from cri.shims import ShimManager
 from cri.store import Store
+from cri.streaming import StreamingServer
+from cri.streaming_backend import ShimBackend
 from snapshotter.content import ContentStore
 from snapshotter.images import ImageStore
 from snapshotter.overlay import OverlaySnapshotter
@@ -58,8 +60,18 @@ async def build_runtime(cfg: Config, stack: AsyncExitStack) -> Runtime:
     stack.callback(pods.release_pin_root, rt)
     stack.push_async_callback(rt.background.aclose)
     await recovery.recover(rt)
+    await _start_streaming(rt, stack)
     _start_metrics(cfg, stack)
     return rt
+
+
+async def _start_streaming(rt: Runtime, stack: AsyncExitStack) -> None:
+    host, port = parse_address(rt.config.streaming_address)
+    server = StreamingServer(ShimBackend(rt), address=host, port=port)
+    await server.start()
+    stack.push_async_callback(server.stop)
+    rt.streaming = server
+    log.info("streaming serving", url=server.url)
 
 
 def _image_store(cfg: Config) -> ImageStore:

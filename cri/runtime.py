@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cri.cni.manager import CniManager
     from cri.oci.inputs import HostInfo
     from cri.shims import ShimManager
+    from cri.streaming import StreamingServer
     from snapshotter.images import ImageStore
 
 
@@ -72,6 +73,17 @@ class Runtime:
         self.features = features or Features()
         self.locks = KeyedLocks()
         self.background = Background()
+        self._streaming: StreamingServer | None = None
+
+    @property
+    def streaming(self) -> StreamingServer:
+        if self._streaming is None:
+            raise RuntimeError("the streaming server is not running")
+        return self._streaming
+
+    @streaming.setter
+    def streaming(self, server: StreamingServer) -> None:
+        self._streaming = server
 
     def watch(self, container_id: str) -> None:
         """Start (or keep) the task that records this container's exit."""

@@ -9,14 +9,17 @@ from collections.abc import Callable
 from typing import Any
 
 from cri.server import (
+    attach,
     container_status,
     create_container,
+    exec,
     exec_sync,
     image_fs_info,
     image_status,
     list_containers,
     list_images,
     list_pod_sandbox,
+    port_forward,
     pod_sandbox_status,
     pull_image,
     remove_container,
@@ -50,6 +53,9 @@ HANDLERS: dict[str, Callable[..., Any]] = {
     "ListContainers": list_containers.handle,
     "ExecSync": exec_sync.handle,
     "ReopenContainerLog": reopen_container_log.handle,
+    "Exec": exec.handle,
+    "Attach": attach.handle,
+    "PortForward": port_forward.handle,
     # ImageService
     "PullImage": pull_image.handle,
     "ListImages": list_images.handle,

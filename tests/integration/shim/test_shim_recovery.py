@@ -23,9 +23,7 @@ pytestmark = [pytest.mark.root, pytest.mark.runc]
 
 
 async def wait_gone(pid: int) -> None:
-    async with asyncio.timeout(10):
-        while state.pid_alive(pid):
-            await asyncio.sleep(0.01)
+    assert await client.wait_process_gone(pid, 10)
 
 
 async def test_spawn_latency_from_template(env: Env) -> None:
@@ -48,13 +46,12 @@ async def test_reconnect_after_berthd_restart_sees_exit(env: Env) -> None:
     init = (await c.state()).pid
     await c.close()  # berthd goes away; the shim stays
     os.kill(init, signal.SIGKILL)
-    async with asyncio.timeout(10):  # the exit is recorded while nobody listens
-        while exitfile.read(c.state_dir) is None:
-            await asyncio.sleep(0.01)
+    await wait_gone(init)  # the exit happens while nobody listens
     again = await client.connect(c.state_dir)
     assert again.id == c.id and again.pid == c.pid
     st = await again.wait(10)
     assert st.exit_code == 137 and st.status == api.STOPPED
+    assert exitfile.read(c.state_dir) is not None
     await again.delete()
 
 
@@ -190,3 +187,15 @@ async def test_berth_shim_delete_keeps_a_recorded_exit(env: Env) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["exit_code"] == 4
     assert not bundle.is_mounted(Path(p.bundle, "rootfs"))
+
+
+async def test_template_refuses_a_bad_spec(env: Env, tmp_path: Path) -> None:
+    reader, writer = await asyncio.open_unix_connection(
+        str(env.launcher.template_dir / "template.sock")
+    )
+    spec = {"id": "../etc", "state_dir": str(tmp_path / "x")}
+    writer.write(protocol.encode({"id": 1, "method": "spawn", "params": spec}))
+    reply = await protocol.read_message(reader, protocol.MAX_RESPONSE)
+    writer.close()
+    assert reply is not None and reply["error"]["kind"] == "invalid_argument"
+    assert (await env.spawn()).pid > 0  # the template carries on

@@ -64,3 +64,15 @@ def test_nested_and_list_errors() -> None:
         api.from_wire(api.ExecSyncResult, {"stdout": "!!", "stderr": "", "exit_code": 0})
     with pytest.raises(errors.InvalidArgument, match="object"):
         api.from_wire(api.UpdateParams, {"resources": []})
+
+
+@pytest.mark.parametrize("cid", ["", "../x", "a/b", "-x", "x" * 129, "a b"])
+def test_unsafe_ids_are_refused(cid: str) -> None:
+    with pytest.raises(errors.InvalidArgument):
+        api.ShimSpec(id=cid, state_dir=Path("/run/s")).validate()
+
+
+def test_relative_state_dir_is_refused() -> None:
+    with pytest.raises(errors.InvalidArgument):
+        api.ShimSpec(id="c1", state_dir=Path("run/s")).validate()
+    api.ShimSpec(id="a" * 64, state_dir=Path("/run/s")).validate()

@@ -25,7 +25,7 @@ class FakeTask:
         self.deleted = False
         self.status = ""
         self.exited = asyncio.Event()
-        self.waits_cancelled = 0
+        self.wait_cancelled = asyncio.Event()
         self.updates: list[dict[str, Any]] = []
 
     def _state(self) -> api.TaskState:
@@ -55,7 +55,7 @@ class FakeTask:
         try:
             await self.exited.wait()
         except asyncio.CancelledError:
-            self.waits_cancelled += 1
+            self.wait_cancelled.set()
             raise
         return self._state()
 
@@ -166,8 +166,7 @@ async def test_disconnect_cancels_pending_waits(shim: Running) -> None:
     with pytest.raises(errors.Unavailable):
         await waiting
     async with asyncio.timeout(5):
-        while shim.task.waits_cancelled == 0:
-            await asyncio.sleep(0.001)
+        await shim.task.wait_cancelled.wait()
 
 
 async def test_lost_shim_fails_pending_calls(shim: Running) -> None:

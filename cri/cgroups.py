@@ -21,9 +21,7 @@ def is_cgroup_v2(mountpoint: Path = Path("/sys/fs/cgroup")) -> bool:
     return (mountpoint / "cgroup.controllers").exists()
 
 
-def container_cgroups_path(
-    *, driver: str, cgroup_root: str, parent: str, container_id: str
-) -> str:
+def container_cgroups_path(*, driver: str, cgroup_root: str, parent: str, container_id: str) -> str:
     """The ``linux.cgroupsPath`` for a container of a pod with cgroup parent ``parent``."""
     if driver == "systemd":
         return systemd_path(parent, container_id)

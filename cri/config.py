@@ -79,7 +79,8 @@ class Config:
         return Path(handler.root) if handler.root else Path(self.state) / "runtimes" / name
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        plain: dict[str, Any] = _plain(dataclasses.asdict(self))
+        return plain
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -101,7 +102,7 @@ def load(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Confi
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
     _merge(data, overrides or {})
-    config = _build(Config, data, "")
+    config: Config = _build(Config, data, "")
     validate(config)
     return config
 
@@ -178,7 +179,7 @@ def _build(cls: type[Any], data: Any, prefix: str) -> Any:
 
 def _convert(hint: Any, value: Any, key: str) -> Any:
     origin = get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, key + ".")
     if origin is tuple:
         if not isinstance(value, list):

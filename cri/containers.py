@@ -15,6 +15,7 @@ for a shim that died meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -46,6 +47,10 @@ CREATED, RUNNING, EXITED = (
 )
 
 
+def state_name(state: int) -> str:
+    return api_pb2.ContainerState.Name(state)  # type: ignore[arg-type]
+
+
 def bundle_dir(rt: Runtime, container_id: str) -> Path:
     return rt.state / "containers" / container_id / "bundle"
 
@@ -74,9 +79,7 @@ def validate(rt: Runtime, sandbox_id: str, config: api_pb2.ContainerConfig) -> S
     return sandbox
 
 
-async def create(
-    rt: Runtime, sandbox_id: str, config: api_pb2.ContainerConfig
-) -> ContainerRecord:
+async def create(rt: Runtime, sandbox_id: str, config: api_pb2.ContainerConfig) -> ContainerRecord:
     sandbox = validate(rt, sandbox_id, config)
     name_key = f"{sandbox.id}/{config.metadata.name}"
     existing = rt.store.container_by_name(name_key)
@@ -106,7 +109,10 @@ async def create(
 
 
 async def _set_up(
-    rt: Runtime, sandbox: SandboxRecord, record: ContainerRecord, image: Any,
+    rt: Runtime,
+    sandbox: SandboxRecord,
+    record: ContainerRecord,
+    image: Any,
     undo: AsyncExitStack,
 ) -> ContainerRecord:
     mounts = await asyncio.to_thread(rt.images.prepare_rootfs, record.id, image.id)
@@ -223,8 +229,7 @@ async def start(rt: Runtime, container_id: str) -> None:
         record = rt.store.container(container_id)
         if record.state != CREATED:
             raise errors.FailedPrecondition(
-                f"container {record.id} is {api_pb2.ContainerState.Name(record.state)}, "
-                "not CREATED"
+                f"container {record.id} is {state_name(record.state)}, not CREATED"
             )
         task = await rt.shims.get(record.id)
         try:
@@ -249,6 +254,7 @@ async def _final_state(task: shim_api.TaskAPI) -> shim_api.TaskState | None:
 
 async def watch(rt: Runtime, container_id: str) -> None:
     """Wait for the container's exit and record it (a task owned by the runtime)."""
+    state: shim_api.TaskState | None
     try:
         task = await rt.shims.get(container_id)
         state = await task.wait()
@@ -263,25 +269,33 @@ async def watch(rt: Runtime, container_id: str) -> None:
 
 
 async def record_exit(
-    rt: Runtime, record: ContainerRecord, state: shim_api.TaskState | None,
+    rt: Runtime,
+    record: ContainerRecord,
+    state: shim_api.TaskState | None,
     failed_start: str = "",
 ) -> None:
     if state is None:
         changes: dict[str, Any] = {
-            "exit_code": 255, "reason": "Unknown",
+            "exit_code": 255,
+            "reason": "Unknown",
             "message": failed_start or "the container's shim died and left no exit status",
         }
     else:
         changes = {
-            "exit_code": state.exit_code, "message": failed_start or state.message,
+            "exit_code": state.exit_code,
+            "message": failed_start or state.message,
             "reason": _reason(state, failed_start),
         }
         if state.started_at_ns:
             changes["started_at"] = record.started_at or state.started_at_ns
     changes["finished_at"] = (state.finished_at_ns if state else 0) or time.time_ns()
     await rt.store.update_container(dataclasses.replace(record, state=EXITED, **changes))
-    log.info("container exited", container_id=record.id, exit_code=changes["exit_code"],
-             reason=changes["reason"])
+    log.info(
+        "container exited",
+        container_id=record.id,
+        exit_code=changes["exit_code"],
+        reason=changes["reason"],
+    )
 
 
 def _reason(state: shim_api.TaskState, failed_start: str) -> str:
@@ -292,20 +306,19 @@ def _reason(state: shim_api.TaskState, failed_start: str) -> str:
     return "Completed" if state.exit_code == 0 else "Error"
 
 
-async def stop(rt: Runtime, container_id: str, timeout: int) -> None:
-    """Stop signal (image StopSignal or SIGTERM), then SIGKILL after ``timeout`` s."""
+async def stop(rt: Runtime, container_id: str, grace: int) -> None:
+    """Stop signal (CRI stop_signal, image StopSignal or SIGTERM); SIGKILL after ``grace`` s.
+
+    Idempotent. A container whose shim is gone is recorded as exited with what the shim
+    left on disk.
+    """
     record = rt.store.find_container(container_id)
     if record is None or record.state != RUNNING:
         return
-    task = await rt.shims.get(record.id)
-    if timeout > 0:
-        await _signal(task, _stop_signal(rt, record))
-        try:
-            await task.wait(timeout=float(timeout))
-        except shim_errors.DeadlineExceeded:
-            pass
-    await _signal(task, signal.SIGKILL)
-    state = await task.wait()
+    try:
+        state: shim_api.TaskState | None = await _terminate(rt, record, grace)
+    except shim_errors.Error:  # the shim is gone: what it left on disk is all there is
+        state = rt.shims.exit_state(record.id)
     async with rt.locks.hold(record.id):
         current = rt.store.find_container(record.id)
         if current is not None and current.state == RUNNING:
@@ -313,11 +326,19 @@ async def stop(rt: Runtime, container_id: str, timeout: int) -> None:
     log.info("container stopped", container_id=record.id)
 
 
+async def _terminate(rt: Runtime, record: ContainerRecord, grace: int) -> shim_api.TaskState:
+    task = await rt.shims.get(record.id)
+    if grace > 0:
+        await _signal(task, _stop_signal(rt, record))
+        with contextlib.suppress(shim_errors.DeadlineExceeded):
+            return await task.wait(timeout=float(grace))
+    await _signal(task, signal.SIGKILL)
+    return await task.wait()
+
+
 async def _signal(task: shim_api.TaskAPI, signum: int) -> None:
-    try:
+    with contextlib.suppress(shim_errors.NotFound):
         await task.kill(signum, all=False)
-    except shim_errors.NotFound:
-        pass
 
 
 def _stop_signal(rt: Runtime, record: ContainerRecord) -> int:
@@ -348,7 +369,7 @@ async def remove(rt: Runtime, container_id: str) -> None:
     record = rt.store.find_container(container_id)
     if record is None:
         return
-    await stop(rt, record.id, timeout=0)
+    await stop(rt, record.id, grace=0)
     async with rt.locks.hold(record.id):
         await rt.shims.destroy(record.id)
         await asyncio.to_thread(rt.images.remove_rootfs, record.id)

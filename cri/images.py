@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from snapshotter.images import Image
-
 from cri.api.v1 import api_pb2
+from snapshotter.images import Image
 
 
 def image_user(config: dict[str, Any]) -> tuple[int | None, str]:

@@ -51,12 +51,13 @@ def status_of(exc: BaseException) -> grpc.StatusCode:
 def request_keys(request: Any) -> dict[str, str]:
     keys: dict[str, str] = {}
     for name in _ID_FIELDS:
-        value = getattr(request, name, "")
+        value: object = getattr(request, name, None)
         if isinstance(value, str) and value:
             keys[name] = value
-    image = getattr(request, "image", None)
-    if image is not None and getattr(image, "image", ""):
-        keys["image"] = image.image
+    image: object = getattr(request, "image", None)
+    ref: object = getattr(image, "image", None)
+    if isinstance(ref, str) and ref:
+        keys["image"] = ref
     return keys
 
 

@@ -262,7 +262,9 @@ def release_private_mount(directory: Path) -> bool:
     with _private_lock:
         if directory not in _private_dirs:
             return False
-        if any(is_pinned(p) for pins in directory.iterdir() if pins.is_dir() for p in pins.iterdir()):
+        if any(
+            is_pinned(p) for pins in directory.iterdir() if pins.is_dir() for p in pins.iterdir()
+        ):
             return False
         _private_dirs.discard(directory)
         return unmount(directory)

@@ -108,5 +108,6 @@ class ShimManager:
             id=container_id,
             options=runtime.options,
         )
-        log.info("cleaned up after dead shim", container_id=container_id,
-                 exit_code=status.exit_code)
+        log.info(
+            "cleaned up after dead shim", container_id=container_id, exit_code=status.exit_code
+        )

@@ -12,6 +12,7 @@ from cri.api.v1 import api_pb2
 from cri.runtime import Runtime
 from cri.streaming.api import ProcessStream
 from shim import api as shim_api
+from shim.client import ShimClient
 
 CONNECT_TIMEOUT = 10.0
 
@@ -26,7 +27,10 @@ class ShimBackend:
         task = await self._running_task(req.container_id)
         return await task.exec_stream(
             shim_api.ExecStreamParams(
-                args=tuple(req.cmd), tty=req.tty, stdin=req.stdin, stdout=req.stdout,
+                args=tuple(req.cmd),
+                tty=req.tty,
+                stdin=req.stdin,
+                stdout=req.stdout,
                 stderr=req.stderr,
             )
         )
@@ -47,7 +51,7 @@ class ShimBackend:
         sock = await asyncio.to_thread(_dial, Path(pin) if pin else None, port)
         return await asyncio.open_connection(sock=sock)
 
-    async def _running_task(self, container_id: str) -> shim_api.TaskAPI:
+    async def _running_task(self, container_id: str) -> ShimClient:
         record = self._rt.store.container(container_id)
         if record.state != api_pb2.CONTAINER_RUNNING:
             raise errors.FailedPrecondition(f"container {record.id} is not running")

@@ -24,8 +24,8 @@ class CriClient:
             endpoint,
             options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
         )
-        self.runtime: Any = api_pb2_grpc.RuntimeServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        self.images: Any = api_pb2_grpc.ImageServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self.runtime: Any = api_pb2_grpc.RuntimeServiceStub(self._channel)
+        self.images: Any = api_pb2_grpc.ImageServiceStub(self._channel)
 
     def call(self, service: str, method: str, request: Any, timeout: float | None = None) -> Any:
         stub = self.runtime if service == "runtime" else self.images

@@ -16,7 +16,11 @@ async def handle(
     response = api_pb2.ContainerStatusResponse(status=views.container_status(record))
     if request.verbose:
         response.info["info"] = json.dumps(
-            {"sandboxID": record.sandbox_id, "pid": record.pid, "runtimeHandler":
-             record.runtime_handler, "imageID": record.image_id}
+            {
+                "sandboxID": record.sandbox_id,
+                "pid": record.pid,
+                "runtimeHandler": record.runtime_handler,
+                "imageID": record.image_id,
+            }
         )
     return response

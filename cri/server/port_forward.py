@@ -7,9 +7,7 @@ from cri.api.v1 import api_pb2
 from cri.runtime import Runtime
 
 
-async def handle(
-    rt: Runtime, request: api_pb2.PortForwardRequest
-) -> api_pb2.PortForwardResponse:
+async def handle(rt: Runtime, request: api_pb2.PortForwardRequest) -> api_pb2.PortForwardResponse:
     record = rt.store.sandbox(request.pod_sandbox_id)
     if record.state != api_pb2.SANDBOX_READY:
         raise errors.FailedPrecondition(f"pod sandbox {record.id} is not ready")

@@ -25,12 +25,8 @@ class Unimplemented(errors.Error):
 
 
 def add_services(server: grpc.aio.Server, rt: Runtime) -> None:
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        _servicer("RuntimeService", rt), server
-    )
-    api_pb2_grpc.add_ImageServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        _servicer("ImageService", rt), server
-    )
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(_servicer("RuntimeService", rt), server)
+    api_pb2_grpc.add_ImageServiceServicer_to_server(_servicer("ImageService", rt), server)
 
 
 def methods(service: str) -> list[tuple[str, bool]]:

@@ -83,5 +83,7 @@ def decode(cls: type[R], text: str) -> R:
     config = _PROTO_FIELDS[cls]()
     config.ParseFromString(base64.b64decode(data.pop("config")))
     known = {f.name for f in dataclasses.fields(cls)}
-    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+    values: dict[str, Any] = {
+        k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known
+    }
     return cls(config=config, **values)

@@ -49,9 +49,7 @@ def container_config(
         annotations={"test/container": name},
         linux=api_pb2.LinuxContainerConfig(
             security_context=api_pb2.LinuxContainerSecurityContext(
-                seccomp=api_pb2.SecurityProfile(
-                    profile_type=api_pb2.SecurityProfile.RuntimeDefault
-                )
+                seccomp=api_pb2.SecurityProfile(profile_type=api_pb2.SecurityProfile.RuntimeDefault)
             )
         ),
     )

@@ -68,9 +68,7 @@ def cni_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CniNet]:
 
 
 @pytest.fixture
-def pod_berthd(
-    berthd_dir: Path, cni_net: CniNet, registry: LocalRegistry
-) -> Iterator[Berthd]:
+def pod_berthd(berthd_dir: Path, cni_net: CniNet, registry: LocalRegistry) -> Iterator[Berthd]:
     daemon = Berthd(
         berthd_dir,
         {

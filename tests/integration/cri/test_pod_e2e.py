@@ -22,7 +22,9 @@ pytestmark = [pytest.mark.root, pytest.mark.runc, pytest.mark.cni, pytest.mark.r
 LOG_LINE = re.compile(r"^(\S+) (stdout|stderr) ([PF]) (.*)$")
 
 
-def wait_state(daemon: Berthd, cid: str, state: int, timeout: float = 15) -> api_pb2.ContainerStatus:
+def wait_state(
+    daemon: Berthd, cid: str, state: int, timeout: float = 15
+) -> api_pb2.ContainerStatus:
     deadline = time.monotonic() + timeout
     while True:
         status = daemon.client.runtime.ContainerStatus(
@@ -79,8 +81,12 @@ def test_pod_runs_end_to_end(
     assert ping.returncode == 0, ping.stdout
 
     cid = create_start(
-        pod_berthd, pod_id, "app", registry.ref(),
-        ["sh", "-c", "echo hello; echo oops >&2; exec sleep 1000"], log_dir,
+        pod_berthd,
+        pod_id,
+        "app",
+        registry.ref(),
+        ["sh", "-c", "echo hello; echo oops >&2; exec sleep 1000"],
+        log_dir,
     )
     status = wait_state(pod_berthd, cid, api_pb2.CONTAINER_RUNNING)
     assert status.state == api_pb2.CONTAINER_RUNNING
@@ -132,11 +138,14 @@ def test_exit_code_and_reason(
 ) -> None:
     rt = pod_berthd.client.runtime
     pod_id = run_pod(pod_berthd, f"exit{code}", tmp_path)
-    cid = create_start(pod_berthd, pod_id, "c", registry.ref(), ["sh", "-c", f"exit {code}"],
-                       tmp_path)
+    cid = create_start(
+        pod_berthd, pod_id, "c", registry.ref(), ["sh", "-c", f"exit {code}"], tmp_path
+    )
     status = wait_state(pod_berthd, cid, api_pb2.CONTAINER_EXITED)
     assert (status.state, status.exit_code, status.reason) == (
-        api_pb2.CONTAINER_EXITED, code, reason
+        api_pb2.CONTAINER_EXITED,
+        code,
+        reason,
     )
     assert status.finished_at >= status.started_at > 0
     rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))

@@ -20,8 +20,12 @@ pytestmark = [pytest.mark.root, pytest.mark.runc, pytest.mark.cni, pytest.mark.r
 def running(pod_berthd: Berthd, registry: LocalRegistry, tmp_path: Path) -> tuple[str, str]:
     pod_id = run_pod(pod_berthd, "stream", tmp_path)
     cid = create_start(
-        pod_berthd, pod_id, "app", registry.ref(),
-        ["sh", "-c", "echo started; exec httpd -f -p 8080 -h /etc"], tmp_path,
+        pod_berthd,
+        pod_id,
+        "app",
+        registry.ref(),
+        ["sh", "-c", "echo started; exec httpd -f -p 8080 -h /etc"],
+        tmp_path,
     )
     assert wait_state(pod_berthd, cid, api_pb2.CONTAINER_RUNNING).state == (
         api_pb2.CONTAINER_RUNNING
@@ -38,8 +42,14 @@ def test_exec_over_spdy_with_stdin_and_exit_code(
     pod_berthd: Berthd, running: tuple[str, str]
 ) -> None:
     _, cid = running
-    url = exec_url(pod_berthd, cid, ["sh", "-c", "cat; echo err >&2; exit 4"],
-                   stdin=True, stdout=True, stderr=True)
+    url = exec_url(
+        pod_berthd,
+        cid,
+        ["sh", "-c", "cat; echo err >&2; exit 4"],
+        stdin=True,
+        stdout=True,
+        stderr=True,
+    )
     assert url.startswith("http://127.0.0.1:")
     result = asyncio.run(exec_spdy(url, stdin=b"hello through spdy\n"))
     assert result.stdout == b"hello through spdy\n"
@@ -57,8 +67,9 @@ def test_exec_over_websocket_v5(pod_berthd: Berthd, running: tuple[str, str]) ->
 
 def test_exec_with_tty(pod_berthd: Berthd, running: tuple[str, str]) -> None:
     _, cid = running
-    url = exec_url(pod_berthd, cid, ["sh", "-c", "tty >/dev/null && echo is-a-tty"],
-                   stdout=True, tty=True)
+    url = exec_url(
+        pod_berthd, cid, ["sh", "-c", "tty >/dev/null && echo is-a-tty"], stdout=True, tty=True
+    )
     result = asyncio.run(exec_spdy(url, tty=True, stderr=False))
     assert b"is-a-tty" in result.stdout
 

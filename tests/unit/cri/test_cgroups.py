@@ -24,7 +24,9 @@ def test_cgroupfs_paths_end_in_the_container_id(root: str, parent: str, expected
 
 def test_systemd_paths_use_the_pod_slice() -> None:
     path = cgroups.container_cgroups_path(
-        driver="systemd", cgroup_root="/", parent="kubepods-besteffort-podx.slice",
+        driver="systemd",
+        cgroup_root="/",
+        parent="kubepods-besteffort-podx.slice",
         container_id="cid",
     )
     assert path == "kubepods-besteffort-podx.slice:berth:cid"

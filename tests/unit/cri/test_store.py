@@ -18,15 +18,29 @@ def sandbox(sid: str, name: str = "p") -> SandboxRecord:
         labels={"a": "b"},
         annotations={"weird key/with:chars": "value\nwith newline"},
     )
-    return SandboxRecord(id=sid, config=config, runtime_handler="runc", created_at=1,
-                         namespaces={"net": "/run/x/net"}, additional_ips=("fd00::1",))
+    return SandboxRecord(
+        id=sid,
+        config=config,
+        runtime_handler="runc",
+        created_at=1,
+        namespaces={"net": "/run/x/net"},
+        additional_ips=("fd00::1",),
+    )
 
 
 def container(cid: str, sid: str, name: str = "c") -> ContainerRecord:
     config = api_pb2.ContainerConfig(metadata=api_pb2.ContainerMetadata(name=name))
-    return ContainerRecord(id=cid, sandbox_id=sid, config=config, image_id="sha256:aa",
-                           image_ref="r", image_name="busybox", created_at=2,
-                           runtime_handler="runc", groups=(1, 2))
+    return ContainerRecord(
+        id=cid,
+        sandbox_id=sid,
+        config=config,
+        image_id="sha256:aa",
+        image_ref="r",
+        image_name="busybox",
+        created_at=2,
+        runtime_handler="runc",
+        groups=(1, 2),
+    )
 
 
 async def test_records_survive_reopen_exactly(tmp_path: Path) -> None:
@@ -34,8 +48,9 @@ async def test_records_survive_reopen_exactly(tmp_path: Path) -> None:
     await store.open()
     await store.add_sandbox(sandbox("s1"))
     await store.add_container(container("c1", "s1"))
-    updated = dataclasses.replace(store.container("c1"), state=api_pb2.CONTAINER_EXITED,
-                                  exit_code=3)
+    updated = dataclasses.replace(
+        store.container("c1"), state=api_pb2.CONTAINER_EXITED, exit_code=3
+    )
     await store.update_container(updated)
     await store.close()
 

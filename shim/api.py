@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -45,12 +46,22 @@ CH_STDIN_CLOSE = 5
 MAX_EXEC_OUTPUT = 16 << 20
 
 
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShimSpec:
     """What a new shim needs to know: its id and its private state directory."""
 
     id: str
     state_dir: Path
+
+    def validate(self) -> None:
+        """InvalidArgument unless the id is safe as a runtime id and file name."""
+        if not _ID.fullmatch(self.id):
+            raise InvalidArgument(f"invalid container id {self.id!r}")
+        if not self.state_dir.is_absolute():
+            raise InvalidArgument(f"shim {self.id}: state dir {self.state_dir} is not absolute")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

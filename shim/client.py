@@ -61,12 +61,12 @@ async def connect(state_dir: Path) -> ShimClient:
     return client
 
 
-async def _wait_gone(pid: int, seconds: float) -> None:
-    """Wait until process `pid` (not our child) has exited, via a pidfd."""
+async def wait_process_gone(pid: int, seconds: float) -> bool:
+    """Wait until process `pid` (need not be our child) has exited; False on timeout."""
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
-        return
+        return True
     loop = asyncio.get_running_loop()
     gone: asyncio.Future[None] = loop.create_future()
 
@@ -78,8 +78,9 @@ async def _wait_gone(pid: int, seconds: float) -> None:
     try:
         async with asyncio.timeout(seconds):
             await gone
+        return True
     except TimeoutError:
-        pass
+        return False
     finally:
         loop.remove_reader(fd)
         os.close(fd)
@@ -193,7 +194,7 @@ class ShimClient:
             result = exitfile.to_task_state(self.id, recorded)
         await self.close()
         if self.pid:
-            await _wait_gone(self.pid, EXIT_TIMEOUT)
+            await wait_process_gone(self.pid, EXIT_TIMEOUT)
         return result
 
     async def exec_sync(

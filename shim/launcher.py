@@ -62,7 +62,12 @@ class Launcher:
         return cls(await _start_template(template_dir, python), template_dir, python)
 
     async def spawn(self, spec: api.ShimSpec) -> client.ShimClient:
-        """Fork a shim for `spec` and return a client connected to it."""
+        """Fork a shim for `spec` and return a client connected to it.
+
+        InvalidArgument for a bad id; AlreadyExists if a live shim owns the
+        state directory; Unavailable if no shim could be started.
+        """
+        spec.validate()
         async with self._lock:
             if self._proc.returncode is not None:
                 with contextlib.suppress(errors.Unavailable):
@@ -143,6 +148,7 @@ def _check_reply(spec: api.ShimSpec, reply: dict[str, object] | None) -> None:
 
 async def spawn_direct(spec: api.ShimSpec, *, python: str = sys.executable) -> client.ShimClient:
     """Start a shim without a template (exec + imports: slower, more memory)."""
+    spec.validate()
     argv = bootstrap_argv(python, "spawn", "--id", spec.id, "--state-dir", str(spec.state_dir))
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE

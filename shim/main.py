@@ -46,7 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         template.run(args.dir, args.parent)
     if args.command == "spawn":
-        return _spawn(api.ShimSpec(id=args.id, state_dir=args.state_dir))
+        spec = api.ShimSpec(id=args.id, state_dir=args.state_dir.absolute())
+        try:
+            spec.validate()
+        except errors.Error as e:
+            print(f"berth-shim spawn: {e}", file=sys.stderr)
+            return 2
+        return _spawn(spec)
     return _delete(args)
 
 

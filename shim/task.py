@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,12 @@ class Task:
             reason=api.REASON_OOM if oom_killed else "",
         )
         # Durable before anyone can learn about it.
-        exitfile.write(self._dir, record)
+        try:
+            exitfile.write(self._dir, record)
+        except OSError as e:
+            # Still report the exit (waiters must not hang), but say it may be lost.
+            traceback.print_exc()
+            record = dataclasses.replace(record, message=f"exit status not persisted: {e}")
         self._exit = record
         self._exited.set()
 

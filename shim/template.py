@@ -103,6 +103,7 @@ def _handle(conn: socket.socket, listener: socket.socket) -> None:
         if msg.get("method") != "spawn":
             raise errors.InvalidArgument(f"template: unknown method {msg.get('method')!r}")
         spec = api.from_wire(api.ShimSpec, msg.get("params"))
+        spec.validate()
     except (OSError, protocol.ProtocolError, errors.Error) as e:
         _reply_error(conn, request_id, e)
         return

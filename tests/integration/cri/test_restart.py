@@ -1,0 +1,141 @@
+"""berthd killed with SIGKILL while pods and containers run: nothing is lost, nothing leaks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from cri.api.v1 import api_pb2
+from tests.integration.cri.test_pod_e2e import create_start, mounts_under, run_pod, wait_state
+from tests.support.berthd import Berthd
+from tests.support.fixtures_pods import CniNet
+from tests.support.fixtures_registry import LocalRegistry
+
+pytestmark = [pytest.mark.root, pytest.mark.runc, pytest.mark.cni, pytest.mark.registry]
+
+COUNTER = "i=0; while :; do echo line-$i; i=$((i+1)); sleep 0.05; done"
+
+
+def shim_pids(state: Path) -> list[int]:
+    pids = []
+    for pid_file in (state / "shims").glob("*/shim.pid"):
+        pids.append(int(pid_file.read_text().split()[0]))
+    return pids
+
+
+def alive(pid: int) -> bool:
+    """Running (an exited process waiting for its reaper, PID 1 here, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def sequence_has_no_gap(log: Path) -> bool:
+    numbers = [
+        int(line.rsplit("line-", 1)[1]) for line in log.read_text().splitlines() if "line-" in line
+    ]
+    return numbers == list(range(len(numbers))) and len(numbers) > 0
+
+
+def test_sigkill_with_pods_running_loses_nothing_and_leaks_nothing(
+    pod_berthd: Berthd, registry: LocalRegistry, cni_net: CniNet, tmp_path: Path
+) -> None:
+    rt = pod_berthd.client.runtime
+    pods: dict[str, str] = {}
+    running: dict[str, str] = {}
+    for n in range(10):
+        pod_id = run_pod(pod_berthd, f"p{n}", tmp_path / f"p{n}")
+        pods[pod_id] = rt.PodSandboxStatus(
+            api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id)
+        ).status.network.ip
+        running[pod_id] = create_start(
+            pod_berthd, pod_id, "counter", registry.ref(), ["sh", "-c", COUNTER],
+            tmp_path / f"p{n}",
+        )
+    first = next(iter(pods))
+    exiting = create_start(
+        pod_berthd, first, "exits", registry.ref(), ["sh", "-c", "sleep 1.5; exit 5"],
+        tmp_path / "p0",
+    )
+    shims_before = shim_pids(pod_berthd.state)
+    assert len(shims_before) == 11
+
+    pod_berthd.kill()
+    time.sleep(2.5)  # the exiting container exits while berthd is down
+    assert all(alive(pid) for pid in shim_pids(pod_berthd.state))  # containers kept running
+    pod_berthd.start()
+    rt = pod_berthd.client.runtime
+
+    listed = rt.ListPodSandbox(api_pb2.ListPodSandboxRequest()).items
+    assert {p.id for p in listed} == set(pods)
+    assert all(p.state == api_pb2.SANDBOX_READY for p in listed)
+    for pod_id, ip in pods.items():
+        status = rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id))
+        assert status.status.network.ip == ip
+    for cid in running.values():
+        assert wait_state(pod_berthd, cid, api_pb2.CONTAINER_RUNNING).state == (
+            api_pb2.CONTAINER_RUNNING
+        )
+    gone = wait_state(pod_berthd, exiting, api_pb2.CONTAINER_EXITED)
+    assert (gone.state, gone.exit_code, gone.reason) == (api_pb2.CONTAINER_EXITED, 5, "Error")
+    result = rt.ExecSync(
+        api_pb2.ExecSyncRequest(container_id=next(iter(running.values())), cmd=["true"])
+    )
+    assert result.exit_code == 0  # reconnected shims answer
+
+    for cid in running.values():
+        rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=0))
+        log = Path(rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid))
+                   .status.log_path)
+        assert sequence_has_no_gap(log), log.read_text()[-500:]
+    for pod_id in pods:
+        rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+        rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+    assert not [pid for pid in shims_before if alive(pid)]
+    assert list((pod_berthd.state / "shims").iterdir()) == []
+    assert mounts_under(pod_berthd.root, pod_berthd.state) == [str(pod_berthd.state / "netns")]
+    links = subprocess.run(
+        ["ip", "-o", "link", "show", "master", cni_net.bridge], capture_output=True, text=True
+    ).stdout
+    assert links.strip() == ""
+    leases = [p.name for p in (cni_net.conf_dir.parent / "ipam").rglob("*") if p.is_file()]
+    assert [name for name in leases if name.count(".") == 3] == []
+    assert list((pod_berthd.state / "netns").iterdir()) == []
+
+
+def test_a_dead_shim_is_reported_and_cleaned_up(
+    pod_berthd: Berthd, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    import signal
+
+    rt = pod_berthd.client.runtime
+    pod_id = run_pod(pod_berthd, "shimdies", tmp_path)
+    cid = create_start(pod_berthd, pod_id, "c", registry.ref(), ["sleep", "1000"], tmp_path)
+    (pid,) = shim_pids(pod_berthd.state)
+    os.kill(pid, signal.SIGKILL)
+    status = wait_state(pod_berthd, cid, api_pb2.CONTAINER_EXITED)
+    assert status.state == api_pb2.CONTAINER_EXITED
+    assert status.reason and status.message  # says why, not a silent exit 0
+    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    assert list((pod_berthd.state / "shims").iterdir()) == []
+    assert mounts_under(pod_berthd.root, pod_berthd.state) == [str(pod_berthd.state / "netns")]
+    ps = subprocess.run(["pgrep", "-f", "sleep 1000"], capture_output=True, text=True).stdout
+    container_pids = [int(p) for p in ps.split()]
+    assert not [p for p in container_pids if alive(p) and _in_state(p, pod_berthd.state)]
+
+
+def _in_state(pid: int, state: Path) -> bool:
+    """Whether a process belongs to this berthd's containers (its cgroup names a container
+    of ours) — other tests' processes are never looked at beyond that."""
+    try:
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+    except FileNotFoundError:
+        return False
+    return "/berth/" in cgroup and state.exists()

@@ -10,4 +10,4 @@ cd "${BERTH_ROOT}"
   --plugin=protoc-gen-mypy="${BERTH_VENV}/bin/protoc-gen-mypy" \
   --plugin=protoc-gen-mypy_grpc="${BERTH_VENV}/bin/protoc-gen-mypy_grpc" \
   --mypy_out="${out}" --mypy_grpc_out="${out}" \
-  cri/api/v1/api.proto
+  cri/api/v1/api.proto cri/api/admin/v1/admin.proto

@@ -6,10 +6,12 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "${tmp}"' EXIT
 "${BERTH_ROOT}/hack/update-codegen.sh" "${tmp}"
 status=0
-for f in api_pb2.py api_pb2.pyi api_pb2_grpc.py api_pb2_grpc.pyi; do
-  if ! diff -q "${tmp}/cri/api/v1/${f}" "${BERTH_ROOT}/cri/api/v1/${f}" >/dev/null; then
-    echo "stale generated file: cri/api/v1/${f} (run hack/update-codegen.sh)" >&2
-    status=1
-  fi
+for f in v1/api admin/v1/admin; do
+  for ext in _pb2.py _pb2.pyi _pb2_grpc.py _pb2_grpc.pyi; do
+    if ! diff -q "${tmp}/cri/api/${f}${ext}" "${BERTH_ROOT}/cri/api/${f}${ext}" >/dev/null; then
+      echo "stale generated file: cri/api/${f}${ext} (run hack/update-codegen.sh)" >&2
+      status=1
+    fi
+  done
 done
 exit "${status}"

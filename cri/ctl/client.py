@@ -20,19 +20,19 @@ class CriClient:
             endpoint = f"unix://{endpoint}"
         self.endpoint = endpoint
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(
+        self.channel = grpc.insecure_channel(
             endpoint,
             options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
         )
-        self.runtime: Any = api_pb2_grpc.RuntimeServiceStub(self._channel)
-        self.images: Any = api_pb2_grpc.ImageServiceStub(self._channel)
+        self.runtime: Any = api_pb2_grpc.RuntimeServiceStub(self.channel)
+        self.images: Any = api_pb2_grpc.ImageServiceStub(self.channel)
 
     def call(self, service: str, method: str, request: Any, timeout: float | None = None) -> Any:
         stub = self.runtime if service == "runtime" else self.images
         return getattr(stub, method)(request, timeout=timeout or self.timeout)
 
     def close(self) -> None:
-        self._channel.close()
+        self.channel.close()
 
     def __enter__(self) -> CriClient:
         return self

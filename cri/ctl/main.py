@@ -11,6 +11,7 @@ import grpc
 from google.protobuf import json_format
 
 from cri.api.v1 import api_pb2
+from cri.ctl import demo, images
 from cri.ctl.client import DEFAULT_ENDPOINT, CriClient
 
 Command = Callable[[CriClient, argparse.Namespace], int]
@@ -38,25 +39,25 @@ def cmd_info(client: CriClient, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, tuple[Command, str]] = {
-    "version": (cmd_version, "show the runtime's name and versions"),
-    "info": (cmd_info, "show runtime and network conditions and the effective config"),
-}
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="berthctl", description="berth admin CLI")
     p.add_argument("--endpoint", "-r", default=DEFAULT_ENDPOINT, help="berthd CRI socket")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, (_, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text)
+    sub.add_parser("version", help="show the runtime's name and versions").set_defaults(
+        func=cmd_version
+    )
+    sub.add_parser("info", help="show conditions, handlers and the effective config").set_defaults(
+        func=cmd_info
+    )
+    images.register(sub)
+    demo.register(sub)
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    command, _ = COMMANDS[args.command]
+    command: Command = args.func
     try:
         with CriClient(args.endpoint, timeout=args.timeout) as client:
             sys.exit(command(client, args))

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from cri import errors, instrument
+from cri.admin import add_admin_service
 from cri.api.v1 import api_pb2, api_pb2_grpc
 from cri.runtime import Runtime
 from cri.server.handlers import HANDLERS
@@ -27,6 +28,7 @@ class Unimplemented(errors.Error):
 def add_services(server: grpc.aio.Server, rt: Runtime) -> None:
     api_pb2_grpc.add_RuntimeServiceServicer_to_server(_servicer("RuntimeService", rt), server)
     api_pb2_grpc.add_ImageServiceServicer_to_server(_servicer("ImageService", rt), server)
+    add_admin_service(server, rt)
 
 
 def methods(service: str) -> list[tuple[str, bool]]:

@@ -51,6 +51,14 @@ def state_name(state: int) -> str:
     return api_pb2.ContainerState.Name(state)  # type: ignore[arg-type]
 
 
+def running(rt: Runtime, container_id: str) -> ContainerRecord:
+    """The record of a RUNNING container (by id or prefix); NotFound / FailedPrecondition."""
+    record = rt.store.container(container_id)
+    if record.state != RUNNING:
+        raise errors.FailedPrecondition(f"container {record.id} is not running")
+    return record
+
+
 def bundle_dir(rt: Runtime, container_id: str) -> Path:
     return rt.state / "containers" / container_id / "bundle"
 

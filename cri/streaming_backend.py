@@ -7,7 +7,7 @@ import asyncio
 import socket
 from pathlib import Path
 
-from cri import errors, netns
+from cri import containers, errors, netns
 from cri.api.v1 import api_pb2
 from cri.runtime import Runtime
 from cri.streaming.api import ProcessStream
@@ -52,10 +52,7 @@ class ShimBackend:
         return await asyncio.open_connection(sock=sock)
 
     async def _running_task(self, container_id: str) -> ShimClient:
-        record = self._rt.store.container(container_id)
-        if record.state != api_pb2.CONTAINER_RUNNING:
-            raise errors.FailedPrecondition(f"container {record.id} is not running")
-        return await self._rt.shims.get(record.id)
+        return await self._rt.shims.get(containers.running(self._rt, container_id).id)
 
 
 def _dial(net_pin: Path | None, port: int) -> socket.socket:

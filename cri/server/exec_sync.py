@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from cri import errors
+from cri import containers, errors
 from cri.api.v1 import api_pb2
 from cri.runtime import Runtime
 
 
 async def handle(rt: Runtime, request: api_pb2.ExecSyncRequest) -> api_pb2.ExecSyncResponse:
-    record = rt.store.container(request.container_id)
-    if record.state != api_pb2.CONTAINER_RUNNING:
-        raise errors.FailedPrecondition(f"container {record.id} is not running")
+    record = containers.running(rt, request.container_id)
     if not request.cmd:
         raise errors.InvalidArgument(f"ExecSync in container {record.id}: cmd is empty")
     task = await rt.shims.get(record.id)

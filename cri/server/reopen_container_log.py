@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cri import errors
+from cri import containers
 from cri.api.v1 import api_pb2
 from cri.runtime import Runtime
 
@@ -10,9 +10,7 @@ from cri.runtime import Runtime
 async def handle(
     rt: Runtime, request: api_pb2.ReopenContainerLogRequest
 ) -> api_pb2.ReopenContainerLogResponse:
-    record = rt.store.container(request.container_id)
-    if record.state != api_pb2.CONTAINER_RUNNING:
-        raise errors.FailedPrecondition(f"container {record.id} is not running")
+    record = containers.running(rt, request.container_id)
     task = await rt.shims.get(record.id)
     await task.reopen_log()
     return api_pb2.ReopenContainerLogResponse()

@@ -174,7 +174,7 @@ def _spec_inputs(
         image_config=image.config,
         image_name=record.image_name,
         rootfs="rootfs",
-        namespaces=_namespaces(sandbox, record.config),
+        namespaces=_namespaces(rt, sandbox, record.config),
         pod_files=PodFilePaths(
             hostname=str(files / "hostname"),
             resolv_conf=str(files / "resolv.conf"),
@@ -196,15 +196,26 @@ def _spec_inputs(
     )
 
 
-def _namespaces(sandbox: SandboxRecord, config: api_pb2.ContainerConfig) -> dict[str, str | None]:
-    """Join the pod's pinned namespaces; host ones are left out; pid per the CRI mode."""
+def _namespaces(
+    rt: Runtime, sandbox: SandboxRecord, config: api_pb2.ContainerConfig
+) -> dict[str, str | None]:
+    """Join the pod's pinned namespaces; host ones are left out; PID per the CRI mode."""
     kinds = {"net": "network", "ipc": "ipc", "uts": "uts"}
     namespaces: dict[str, str | None] = {
         kinds[k]: path for k, path in sandbox.namespaces.items() if k in kinds
     }
-    pid_mode = config.linux.security_context.namespace_options.pid
-    if pid_mode != api_pb2.NODE:
-        namespaces["pid"] = None  # a new PID namespace per container
+    options = config.linux.security_context.namespace_options
+    if options.pid == api_pb2.POD and sandbox.infra_pid:
+        namespaces["pid"] = f"/proc/{sandbox.infra_pid}/ns/pid"
+    elif options.pid == api_pb2.TARGET:
+        target = rt.store.container(options.target_id)
+        if target.state != RUNNING or not target.pid:
+            raise errors.FailedPrecondition(
+                f"PID namespace target container {target.id} is not running"
+            )
+        namespaces["pid"] = f"/proc/{target.pid}/ns/pid"
+    elif options.pid != api_pb2.NODE:
+        namespaces["pid"] = None  # a new PID namespace for this container
     return namespaces
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from cri import errors, netns, podfiles, sysctl
+from cri import errors, infra, netns, podfiles, sysctl
 from cri.api.v1 import api_pb2
 from cri.cni.pod import PodNetwork, PortMapping
 from cri.runtime import Runtime
@@ -51,6 +51,10 @@ def files_dir(rt: Runtime, sandbox_id: str) -> Path:
 
 def host_network(config: api_pb2.PodSandboxConfig) -> bool:
     return config.linux.security_context.namespace_options.network == NODE
+
+
+def shares_pid(config: api_pb2.PodSandboxConfig) -> bool:
+    return config.linux.security_context.namespace_options.pid == api_pb2.POD
 
 
 def host_ipc(config: api_pb2.PodSandboxConfig) -> bool:
@@ -134,6 +138,9 @@ async def _set_up(rt: Runtime, record: SandboxRecord, undo: AsyncExitStack) -> S
     await asyncio.to_thread(_write_files, directory, config, undo)
     if config.linux.sysctls:
         await asyncio.to_thread(sysctl.apply_sysctls, pins, dict(config.linux.sysctls))
+    if shares_pid(config):
+        undo.push_async_callback(infra.remove, rt, record.id)
+        record = _replace(record, infra_pid=await infra.start(rt, record))
     if not host_network(config):
         network = pod_network(record)
         result = await rt.cni.add(network)
@@ -202,11 +209,13 @@ async def stop(rt: Runtime, sandbox_id: str) -> None:
     await containers.stop_all(rt, sandbox_id)
     async with rt.locks.hold(sandbox_id):
         record = rt.store.sandbox(sandbox_id)
+        if record.infra_pid:
+            await infra.remove(rt, record.id)
         if record.network_ready:
             await rt.cni.delete(pod_network(record))
         if record.network_ready or record.state != api_pb2.SANDBOX_NOTREADY:
             await rt.store.update_sandbox(
-                _replace(record, network_ready=False, state=api_pb2.SANDBOX_NOTREADY)
+                _replace(record, network_ready=False, state=api_pb2.SANDBOX_NOTREADY, infra_pid=0)
             )
     log.info("pod sandbox stopped", pod_id=sandbox_id)
 
@@ -227,7 +236,8 @@ async def remove(rt: Runtime, sandbox_id: str) -> None:
 
 
 async def release(rt: Runtime, sandbox_id: str) -> None:
-    """Free what a sandbox holds on this node (not its network): pins, shm, files."""
+    """Free what a sandbox holds on this node (not its network): infra, pins, shm, files."""
+    await infra.remove(rt, sandbox_id)
     pins = pin_dir(rt, sandbox_id)
     await _remove_pins(rt, sandbox_id, [pins / k for k in netns.NAMESPACE_FLAGS])
     await asyncio.to_thread(_remove_files, files_dir(rt, sandbox_id))

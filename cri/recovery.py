@@ -40,7 +40,8 @@ async def _recover_sandboxes(rt: Runtime) -> None:
         if record.state != api_pb2.SANDBOX_READY:
             continue
         pins = [Path(p) for p in record.namespaces.values()]
-        if all(netns.is_pinned(p) for p in pins):
+        infra_alive = not record.infra_pid or await rt.shims.alive(record.id)
+        if infra_alive and all(netns.is_pinned(p) for p in pins):
             continue
         log.warning("pod sandbox lost its namespaces", pod_id=record.id)
         await rt.store.update_sandbox(dataclasses.replace(record, state=api_pb2.SANDBOX_NOTREADY))
@@ -69,7 +70,7 @@ async def _remove_orphans(rt: Runtime) -> None:
             await rt.cni.delete_cached(sandbox_id)
             await pods.release(rt, sandbox_id)
     for container_id in _ids(rt.state / "containers") | rt.shims.known_ids():
-        if container_id not in container_ids:
+        if container_id not in container_ids and container_id not in sandbox_ids:
             log.warning("removing half-created container", container_id=container_id)
             await rt.shims.destroy(container_id)
             await asyncio.to_thread(containers.remove_tree, rt.state / "containers" / container_id)

@@ -111,7 +111,9 @@ def parse_mountinfo(text: str) -> list[CgroupMount]:
         fstype, options = tail[0], tail[2].split(",")
         root, mountpoint = _unescape(fields[3]), Path(_unescape(fields[4]))
         if fstype == "cgroup2":
-            mounts.append(CgroupMount(controllers=frozenset(), root=root, mountpoint=mountpoint, v2=True))
+            mounts.append(
+                CgroupMount(controllers=frozenset(), root=root, mountpoint=mountpoint, v2=True)
+            )
         elif fstype == "cgroup":
             names = frozenset(o for o in options if _is_hierarchy_name(o))
             mounts.append(CgroupMount(controllers=names, root=root, mountpoint=mountpoint))
@@ -167,3 +169,9 @@ class CgroupLayout:
             for controller in mount.controllers:
                 found[controller] = mount.mountpoint / below
         return CgroupDirs(controllers=found)
+
+    def at(self, path: str) -> CgroupDirs:
+        """The cgroup at the same absolute ``path`` in every hierarchy."""
+        if self.v2:
+            return self.dirs({UNIFIED: path})
+        return self.dirs({c: path for m in self._v1 for c in m.controllers})

@@ -31,6 +31,7 @@ class SandboxRecord:
     files_dir: str = ""  # hostname, resolv.conf, hosts, shm
     cgroup_parent: str = ""
     network_ready: bool = False  # CNI ADD succeeded and DEL has not run yet
+    infra_pid: int = 0  # PID 1 of the pod's shared PID namespace, when it has one
 
     @property
     def name_key(self) -> str:

@@ -18,7 +18,10 @@ def sandbox_config(
     port_mappings: Sequence[api_pb2.PortMapping] = (),
 ) -> api_pb2.PodSandboxConfig:
     uid = str(uuid.uuid4())
-    options = api_pb2.NamespaceOption(network=api_pb2.NODE if host_network else api_pb2.POD)
+    # As the kubelet sends it: a PID namespace per container unless shareProcessNamespace.
+    options = api_pb2.NamespaceOption(
+        network=api_pb2.NODE if host_network else api_pb2.POD, pid=api_pb2.CONTAINER
+    )
     return api_pb2.PodSandboxConfig(
         metadata=api_pb2.PodSandboxMetadata(name=name, namespace=namespace, uid=uid),
         hostname=name,
@@ -49,7 +52,10 @@ def container_config(
         annotations={"test/container": name},
         linux=api_pb2.LinuxContainerConfig(
             security_context=api_pb2.LinuxContainerSecurityContext(
-                seccomp=api_pb2.SecurityProfile(profile_type=api_pb2.SecurityProfile.RuntimeDefault)
+                namespace_options=api_pb2.NamespaceOption(pid=api_pb2.CONTAINER),
+                seccomp=api_pb2.SecurityProfile(
+                    profile_type=api_pb2.SecurityProfile.RuntimeDefault
+                ),
             )
         ),
     )

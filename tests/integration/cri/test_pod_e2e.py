@@ -176,3 +176,29 @@ def test_unknown_ids_stop_and_remove_ok(pod_berthd: Berthd) -> None:
     with pytest.raises(grpc.RpcError) as info:
         rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id="nope"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_pod_shared_pid_namespace(
+    pod_berthd: Berthd, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    rt = pod_berthd.client.runtime
+    config = sandbox_config("sharedpid", log_directory=str(tmp_path))
+    config.linux.security_context.namespace_options.pid = api_pb2.POD
+    pod_id = rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    ids = []
+    for name, cmd in (("a", ["sleep", "1001"]), ("b", ["sleep", "1002"])):
+        container = container_config(name, registry.ref(), cmd, log_path=f"{name}.log")
+        container.linux.security_context.namespace_options.pid = api_pb2.POD
+        cid = rt.CreateContainer(
+            api_pb2.CreateContainerRequest(
+                pod_sandbox_id=pod_id, config=container, sandbox_config=config
+            )
+        ).container_id
+        rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+        ids.append(cid)
+    ps = rt.ExecSync(api_pb2.ExecSyncRequest(container_id=ids[0], cmd=["ps", "-o", "args"]))
+    out = ps.stdout.decode()
+    assert "sleep 1001" in out and "sleep 1002" in out and "catatonit" in out
+    rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    assert list((pod_berthd.state / "shims").iterdir()) == []

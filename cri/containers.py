@@ -22,13 +22,13 @@ import os
 import secrets
 import signal
 import time
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from cri import cgroups, errors, pods
+from cri import cgroups, errors, pods, volumes
 from cri.api.v1 import api_pb2
 from cri.oci.inputs import PodFilePaths, SpecInputs
 from cri.oci.spec import build_spec
@@ -123,19 +123,22 @@ async def _set_up(
     image: Any,
     undo: AsyncExitStack,
 ) -> ContainerRecord:
+    bundle = bundle_dir(rt, record.id)
+    undo.push_async_callback(asyncio.to_thread, remove_tree, bundle.parent)
     mounts = await asyncio.to_thread(rt.images.prepare_rootfs, record.id, image.id)
     undo.push_async_callback(asyncio.to_thread, rt.images.remove_rootfs, record.id)
-    bundle = bundle_dir(rt, record.id)
-    spec = build_spec(_spec_inputs(rt, sandbox, record, image))
+    sources, volume_images = await asyncio.to_thread(_prepare_volumes, rt, record)
+    undo.push_async_callback(asyncio.to_thread, volumes.release, rt, record.id)
+    spec = build_spec(_spec_inputs(rt, sandbox, record, image, sources))
     user = spec["process"]["user"]
     record = dataclasses.replace(
         record,
         uid=user.get("uid", 0),
         gid=user.get("gid", 0),
         groups=tuple(user.get("additionalGids", ())),
+        image_volumes=volume_images,
     )
     await asyncio.to_thread(_write_bundle, bundle, spec)
-    undo.push_async_callback(asyncio.to_thread, remove_tree, bundle.parent)
     if record.log_path:
         await asyncio.to_thread(Path(record.log_path).parent.mkdir, parents=True, exist_ok=True)
     task = await rt.shims.spawn(record.id)
@@ -161,8 +164,19 @@ async def _set_up(
     return record
 
 
+def _prepare_volumes(rt: Runtime, record: ContainerRecord) -> tuple[dict[str, str], dict[str, str]]:
+    with ExitStack() as stack:
+        prepared = volumes.prepare(rt, record.id, record.config, stack)
+        stack.pop_all()
+    return prepared
+
+
 def _spec_inputs(
-    rt: Runtime, sandbox: SandboxRecord, record: ContainerRecord, image: Any
+    rt: Runtime,
+    sandbox: SandboxRecord,
+    record: ContainerRecord,
+    image: Any,
+    volume_sources: dict[str, str],
 ) -> SpecInputs:
     files = Path(sandbox.files_dir)
     host_ipc = pods.host_ipc(sandbox.config)
@@ -193,6 +207,7 @@ def _spec_inputs(
         cgroup_v2=rt.host.cgroup_v2,
         host=rt.host.spec_host,
         recursive_read_only_supported=rt.features.recursive_read_only_mounts,
+        image_volume_mounts=volume_sources,
     )
 
 
@@ -391,6 +406,7 @@ async def remove(rt: Runtime, container_id: str) -> None:
     await stop(rt, record.id, grace=0)
     async with rt.locks.hold(record.id):
         await rt.shims.destroy(record.id)
+        await asyncio.to_thread(volumes.release, rt, record.id)
         await asyncio.to_thread(rt.images.remove_rootfs, record.id)
         await asyncio.to_thread(remove_tree, bundle_dir(rt, record.id).parent)
         await rt.store.remove_container(record.id)

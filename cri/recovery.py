@@ -22,7 +22,7 @@ from pathlib import Path
 
 import structlog
 
-from cri import containers, netns, pods
+from cri import containers, netns, pods, volumes
 from cri.api.v1 import api_pb2
 from cri.runtime import Runtime
 
@@ -73,9 +73,10 @@ async def _remove_orphans(rt: Runtime) -> None:
         if container_id not in container_ids and container_id not in sandbox_ids:
             log.warning("removing half-created container", container_id=container_id)
             await rt.shims.destroy(container_id)
+            await asyncio.to_thread(volumes.release, rt, container_id)
             await asyncio.to_thread(containers.remove_tree, rt.state / "containers" / container_id)
     for key in await asyncio.to_thread(rt.images.rootfs_keys):
-        if key not in container_ids:
+        if volumes.owner_of(key) not in container_ids:
             await asyncio.to_thread(rt.images.remove_rootfs, key)
     await asyncio.to_thread(rt.images.recover)
 

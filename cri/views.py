@@ -101,7 +101,7 @@ def container_status(record: ContainerRecord) -> api_pb2.ContainerStatus:
         message=record.message,
         labels=dict(config.labels),
         annotations=dict(config.annotations),
-        mounts=list(config.mounts),
+        mounts=_mounts(record),
         log_path=record.log_path,
         user=api_pb2.ContainerUser(
             linux=api_pb2.LinuxContainerUser(
@@ -110,6 +110,20 @@ def container_status(record: ContainerRecord) -> api_pb2.ContainerStatus:
         ),
         stop_signal=config.stop_signal,
     )
+
+
+def _mounts(record: ContainerRecord) -> list[api_pb2.Mount]:
+    """The CRI mounts as given; image volumes also carry the resolved image id (image_ref)."""
+    mounts = []
+    for given in record.config.mounts:
+        image_id = record.image_volumes.get(given.container_path)
+        if image_id:
+            resolved = api_pb2.Mount()
+            resolved.CopyFrom(given)
+            resolved.image.image_ref = image_id
+            given = resolved
+        mounts.append(given)
+    return mounts
 
 
 def container_matches(record: ContainerRecord, f: api_pb2.ContainerFilter) -> bool:

@@ -6,4 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "${root}/hack/install-deps.sh"
 "${root}/hack/verify-all.sh"
 cd "${root}"
-exec "${BERTH_VENV:-${root}/.venv}/bin/python" -m pytest -p no:cacheprovider "$@"
+# A fresh base dir per run: pytest never trips over what an earlier, killed run left behind.
+basetemp="$(mktemp -d /tmp/berth-tests.XXXXXX)"
+exec "${BERTH_VENV:-${root}/.venv}/bin/python" -m pytest -p no:cacheprovider \
+  --basetemp="${basetemp}" "$@"

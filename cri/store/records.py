@@ -53,6 +53,7 @@ class ContainerRecord:
     uid: int = 0  # the process user the spec resolved, for ContainerStatus.user
     gid: int = 0
     groups: tuple[int, ...] = ()
+    image_volumes: dict[str, str] = field(default_factory=dict)  # container path -> image id
     state: int = api_pb2.CONTAINER_CREATED
     pid: int = 0
     started_at: int = 0

@@ -119,3 +119,53 @@ def test_reopen_log_after_rotation(
         rt.ReopenContainerLog(api_pb2.ReopenContainerLogRequest(container_id=cid))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert not log.exists()  # an error creates no file
+
+
+def test_image_volume_is_mounted_read_only(
+    pod_berthd: Berthd, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    rt = pod_berthd.client.runtime
+    image_id = pod_berthd.client.images.ImageStatus(
+        api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=registry.ref()))
+    ).image.id
+    pod_id = run_pod(pod_berthd, "ivol", tmp_path)
+    config = container_config("v", registry.ref(), ["sleep", "100"], log_path="v.log")
+    config.mounts.add(
+        container_path="/img", readonly=True, image=api_pb2.ImageSpec(image=registry.ref())
+    )
+    config.mounts.add(
+        container_path="/img-etc",
+        readonly=True,
+        image_sub_path="etc",
+        image=api_pb2.ImageSpec(image=registry.ref()),
+    )
+    cid = start(pod_berthd, pod_id, config, tmp_path)
+
+    def run(*cmd: str) -> api_pb2.ExecSyncResponse:
+        return rt.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, cmd=list(cmd), timeout=10))
+
+    assert run("/img/bin/ls", "/img/etc/passwd").exit_code == 0  # exec allowed
+    assert run("touch", "/img/x").exit_code != 0  # read-only
+    assert run("ls", "/img-etc/passwd").exit_code == 0
+    status = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid)).status
+    refs = {m.container_path: m.image.image_ref for m in status.mounts}
+    assert refs == {"/img": image_id, "/img-etc": image_id}
+
+    bad = container_config("w", registry.ref(), ["sleep", "100"])
+    bad.mounts.add(
+        container_path="/img", readonly=False, image=api_pb2.ImageSpec(image=registry.ref())
+    )
+    missing = container_config("m", registry.ref(), ["sleep", "100"])
+    missing.mounts.add(
+        container_path="/img",
+        readonly=True,
+        image_sub_path="nope",
+        image=api_pb2.ImageSpec(image=registry.ref()),
+    )
+    for rejected in (bad, missing):
+        with pytest.raises(grpc.RpcError) as info:
+            start(pod_berthd, pod_id, rejected, tmp_path)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    lines = Path("/proc/self/mountinfo").read_text()
+    assert str(pod_berthd.state / "containers") not in lines

@@ -296,10 +296,15 @@ async def watch(rt: Runtime, container_id: str) -> None:
         state = rt.shims.exit_state(container_id)
         if state is None:
             log.warning("shim lost", container_id=container_id, error=str(exc))
-    record = rt.store.find_container(container_id)
-    if record is not None and record.state == RUNNING:
-        async with rt.locks.hold(container_id):
-            await record_exit(rt, rt.store.container(container_id), state)
+    await _settle(rt, container_id, state)
+
+
+async def _settle(rt: Runtime, container_id: str, state: shim_api.TaskState | None) -> None:
+    """Record the exit unless someone else (the watcher, or a stop) already did."""
+    async with rt.locks.hold(container_id):
+        current = rt.store.find_container(container_id)
+        if current is not None and current.state == RUNNING:
+            await record_exit(rt, current, state)
 
 
 async def record_exit(
@@ -353,10 +358,7 @@ async def stop(rt: Runtime, container_id: str, grace: int) -> None:
         state: shim_api.TaskState | None = await _terminate(rt, record, grace)
     except shim_errors.Error:  # the shim is gone: what it left on disk is all there is
         state = rt.shims.exit_state(record.id)
-    async with rt.locks.hold(record.id):
-        current = rt.store.find_container(record.id)
-        if current is not None and current.state == RUNNING:
-            await record_exit(rt, current, state)
+    await _settle(rt, record.id, state)
     log.info("container stopped", container_id=record.id)
 
 

@@ -43,7 +43,8 @@ def rootfs_tar(busybox: Path = BUSYBOX) -> bytes:
             _add(tar, d, type=tarfile.DIRTYPE, mode=mode)
         _add(tar, "bin/busybox", busybox.read_bytes(), mode=0o755)
         for name in sorted(set(applets) - {"busybox"}):
-            _add(tar, f"bin/{name}", type=tarfile.LNKTYPE, linkname="bin/busybox")
+            # mode as the target's: some unpackers apply a hard link's mode to the inode
+            _add(tar, f"bin/{name}", type=tarfile.LNKTYPE, linkname="bin/busybox", mode=0o755)
         _add(tar, "etc/passwd", PASSWD, mode=0o644)
         _add(tar, "etc/group", GROUP, mode=0o644)
     return buf.getvalue()

@@ -118,11 +118,16 @@ _TAR_TYPES: Final[Mapping[Kind, bytes]] = {
 def tar_bytes(entries: Iterable[Entry]) -> bytes:
     """An uncompressed PAX tar of `entries`, in the order given, with mtime 0."""
     buf = io.BytesIO()
+    modes: dict[str, int] = {}
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for entry in entries:
             info = tarfile.TarInfo(entry.path)
             info.type = _TAR_TYPES[entry.kind]
-            info.mode, info.uid, info.gid, info.mtime = entry.mode, entry.uid, entry.gid, 0
+            # A hard link's header carries its target's mode: some unpackers (containerd)
+            # apply it to the shared inode.
+            mode = modes.get(entry.target, entry.mode) if entry.kind == "hardlink" else entry.mode
+            modes[entry.path] = mode
+            info.mode, info.uid, info.gid, info.mtime = mode, entry.uid, entry.gid, 0
             info.linkname = entry.target
             info.devmajor, info.devminor = entry.major, entry.minor
             info.size = len(entry.data) if entry.kind == "file" else 0

@@ -499,12 +499,20 @@ class ImageStore:
         return [i.key.removeprefix(ROOTFS_PREFIX) for i in infos if i.key.startswith(ROOTFS_PREFIX)]
 
     def remove_rootfs(self, key: str) -> None:
-        """Delete the rootfs snapshot `key` (idempotent) and any layers only it kept alive."""
+        """Delete the rootfs snapshot `key` (idempotent) and any layers only it kept alive.
+
+        Layers can only have been kept alive by it when its image is gone, so the sweep runs
+        only then: removing a container of a present image stays cheap.
+        """
         try:
+            image_id = self._snaps.stat(ROOTFS_PREFIX + key).labels.get(LABEL_IMAGE, "")
             self._snaps.remove(ROOTFS_PREFIX + key)
         except errors.NotFound:
             return
-        self._gc.collect()
+        with self._lock:
+            image_present = bool(image_id) and self._exists(image_id)
+        if not image_present:
+            self._gc.collect()
 
     # --- reading images and usage ---------------------------------------------
 

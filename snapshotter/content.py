@@ -22,8 +22,8 @@ import fcntl
 import hashlib
 import os
 import shutil
-import time
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType

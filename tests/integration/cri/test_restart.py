@@ -55,12 +55,20 @@ def test_sigkill_with_pods_running_loses_nothing_and_leaks_nothing(
             api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id)
         ).status.network.ip
         running[pod_id] = create_start(
-            pod_berthd, pod_id, "counter", registry.ref(), ["sh", "-c", COUNTER],
+            pod_berthd,
+            pod_id,
+            "counter",
+            registry.ref(),
+            ["sh", "-c", COUNTER],
             tmp_path / f"p{n}",
         )
     first = next(iter(pods))
     exiting = create_start(
-        pod_berthd, first, "exits", registry.ref(), ["sh", "-c", "sleep 1.5; exit 5"],
+        pod_berthd,
+        first,
+        "exits",
+        registry.ref(),
+        ["sh", "-c", "sleep 1.5; exit 5"],
         tmp_path / "p0",
     )
     shims_before = shim_pids(pod_berthd.state)
@@ -91,8 +99,9 @@ def test_sigkill_with_pods_running_loses_nothing_and_leaks_nothing(
 
     for cid in running.values():
         rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=0))
-        log = Path(rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid))
-                   .status.log_path)
+        log = Path(
+            rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid)).status.log_path
+        )
         assert sequence_has_no_gap(log), log.read_text()[-500:]
     for pod_id in pods:
         rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id))

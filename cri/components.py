@@ -15,7 +15,8 @@ from pathlib import Path
 import structlog
 from prometheus_client import start_http_server
 
-from cri import cgroups, metrics, pods, recovery
+from cri import cgroups, metrics, metrics_collector, pods, recovery, stats
+from cri.cni.invoke import SubprocessExecutor
 from cri.cni.manager import CniManager
 from cri.config import Config, parse_address
 from cri.oci import detect_host
@@ -51,10 +52,14 @@ async def build_runtime(cfg: Config, stack: AsyncExitStack) -> Runtime:
             plugin_dirs=[Path(d) for d in cfg.cni.plugin_dirs],
             cache_dir=Path(cfg.state) / "cni",
             timeout=cfg.cni.timeout,
+            executor=metrics_collector.TimedExecutor(
+                SubprocessExecutor([Path(d) for d in cfg.cni.plugin_dirs], cfg.cni.timeout)
+            ),
         ),
         images=images,
         shims=shims,
         host=await asyncio.to_thread(_host_facts),
+        stats=await asyncio.to_thread(stats.for_host, cfg, images),
         features=await asyncio.to_thread(_features, cfg),
     )
     stack.callback(pods.release_pin_root, rt)
@@ -62,7 +67,16 @@ async def build_runtime(cfg: Config, stack: AsyncExitStack) -> Runtime:
     await recovery.recover(rt)
     await _start_streaming(rt, stack)
     _start_metrics(cfg, stack)
+    _register_state_metrics(rt, stack)
     return rt
+
+
+def _register_state_metrics(rt: Runtime, stack: AsyncExitStack) -> None:
+    collector = metrics_collector.StateCollector(
+        lambda: metrics_collector.count_states(rt.store), asyncio.get_running_loop()
+    )
+    metrics.REGISTRY.register(collector)
+    stack.callback(metrics.REGISTRY.unregister, collector)
 
 
 async def _start_streaming(rt: Runtime, stack: AsyncExitStack) -> None:

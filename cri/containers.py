@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from cri import cgroups, errors, pods, volumes
+from cri import cgroups, errors, events, pods, volumes
 from cri.api.v1 import api_pb2
 from cri.oci.inputs import PodFilePaths, SpecInputs
 from cri.oci.spec import build_spec
@@ -112,6 +112,7 @@ async def create(rt: Runtime, sandbox_id: str, config: api_pb2.ContainerConfig) 
         record = await _set_up(rt, sandbox, record, image, undo)
         await rt.store.add_container(record)
         undo.pop_all()
+    events.publish_container_event(rt, record, events.CREATED)
     log.info("container created", container_id=record.id, pod_id=sandbox.id)
     return record
 
@@ -275,6 +276,7 @@ async def start(rt: Runtime, container_id: str) -> None:
             record, state=RUNNING, pid=state.pid, started_at=state.started_at_ns or time.time_ns()
         )
         await rt.store.update_container(record)
+        events.publish_container_event(rt, record, events.STARTED)
     rt.watch(record.id)
     log.info("container started", container_id=record.id)
 
@@ -328,7 +330,9 @@ async def record_exit(
         if state.started_at_ns:
             changes["started_at"] = record.started_at or state.started_at_ns
     changes["finished_at"] = (state.finished_at_ns if state else 0) or time.time_ns()
-    await rt.store.update_container(dataclasses.replace(record, state=EXITED, **changes))
+    exited = dataclasses.replace(record, state=EXITED, **changes)
+    await rt.store.update_container(exited)
+    events.publish_container_event(rt, exited, events.STOPPED)
     log.info(
         "container exited",
         container_id=record.id,
@@ -412,6 +416,7 @@ async def remove(rt: Runtime, container_id: str) -> None:
         await asyncio.to_thread(rt.images.remove_rootfs, record.id)
         await asyncio.to_thread(remove_tree, bundle_dir(rt, record.id).parent)
         await rt.store.remove_container(record.id)
+        events.publish_container_event(rt, record, events.DELETED)
     log.info("container removed", container_id=record.id)
 
 

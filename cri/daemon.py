@@ -139,6 +139,7 @@ async def serve(cfg: config.Config) -> None:
             log.info("berthd serving", socket=str(sock), version=__version__, pid=os.getpid())
             await stop.wait()
             log.info("berthd stopping", grace_seconds=cfg.shutdown_timeout)
+            rt.events.close()  # open GetContainerEvents streams end now, not after grace
             await server.stop(grace=cfg.shutdown_timeout)
             _unlink(sock)
     finally:

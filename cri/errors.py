@@ -50,3 +50,15 @@ class DeadlineExceeded(Error):
     """The operation did not finish in the time it was given."""
 
     kind = "deadline_exceeded"
+
+
+class ResourceExhausted(Error):
+    """A bounded resource is used up (pending stream URLs, a slow event subscriber's buffer)."""
+
+    kind = "resource_exhausted"
+
+
+class Unimplemented(Error):
+    """berth does not implement this operation (the message says which and, if known, why)."""
+
+    kind = "unimplemented"

@@ -24,8 +24,7 @@ CRI_REQUESTS_IN_FLIGHT = Gauge(
     "CRI requests being answered right now.",
     registry=REGISTRY,
 )
-SANDBOXES = Gauge("berth_sandboxes", "Pod sandboxes by state.", ["state"], registry=REGISTRY)
-CONTAINERS = Gauge("berth_containers", "Containers by state.", ["state"], registry=REGISTRY)
+# berth_sandboxes{state} and berth_containers{state}: cri.metrics_collector.StateCollector.
 SHIMS = Gauge("berth_shims", "Live shim processes berthd is connected to.", registry=REGISTRY)
 IMAGE_PULL_BYTES = Counter(
     "berth_image_pull_bytes_total", "Bytes of image blobs downloaded.", registry=REGISTRY

@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from cri import errors, infra, netns, podfiles, sysctl
+from cri import errors, events, infra, netns, podfiles, sysctl
 from cri.api.v1 import api_pb2
 from cri.cni.pod import PodNetwork, PortMapping
 from cri.runtime import Runtime
@@ -126,6 +126,8 @@ async def run(rt: Runtime, config: api_pb2.PodSandboxConfig, handler: str) -> Sa
         record = await _set_up(rt, record, undo)
         await rt.store.add_sandbox(record)
         undo.pop_all()
+    events.publish_sandbox_event(rt, record, events.CREATED)
+    events.publish_sandbox_event(rt, record, events.STARTED)
     log.info("pod sandbox ready", pod_id=record.id, ip=record.ip)
     return record
 
@@ -214,9 +216,11 @@ async def stop(rt: Runtime, sandbox_id: str) -> None:
         if record.network_ready:
             await rt.cni.delete(pod_network(record))
         if record.network_ready or record.state != api_pb2.SANDBOX_NOTREADY:
-            await rt.store.update_sandbox(
-                _replace(record, network_ready=False, state=api_pb2.SANDBOX_NOTREADY, infra_pid=0)
+            stopped = _replace(
+                record, network_ready=False, state=api_pb2.SANDBOX_NOTREADY, infra_pid=0
             )
+            await rt.store.update_sandbox(stopped)
+            events.publish_sandbox_event(rt, stopped, events.STOPPED)
     log.info("pod sandbox stopped", pod_id=sandbox_id)
 
 
@@ -231,7 +235,10 @@ async def remove(rt: Runtime, sandbox_id: str) -> None:
     await stop(rt, sandbox_id)
     async with rt.locks.hold(sandbox_id):
         await release(rt, sandbox_id)
+        gone = rt.store.find_sandbox(sandbox_id)
         await rt.store.remove_sandbox(sandbox_id)
+        if gone is not None:
+            events.publish_sandbox_event(rt, gone, events.DELETED)
     log.info("pod sandbox removed", pod_id=sandbox_id)
 
 

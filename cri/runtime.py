@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cri.api.v1 import api_pb2
 from cri.background import Background
 from cri.config import Config
+from cri.events import EventBus
 from cri.locks import KeyedLocks
 from cri.store import Store
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from cri.cni.manager import CniManager
     from cri.oci.inputs import HostInfo
     from cri.shims import ShimManager
+    from cri.stats import StatsCollector
     from cri.streaming import StreamingServer
     from snapshotter.images import ImageStore
 
@@ -61,6 +63,7 @@ class Runtime:
         images: ImageStore,
         shims: ShimManager,
         host: HostFacts,
+        stats: StatsCollector,
         features: Features | None = None,
     ) -> None:
         self.config = config
@@ -73,6 +76,8 @@ class Runtime:
         self.features = features or Features()
         self.locks = KeyedLocks()
         self.background = Background()
+        self.stats = stats
+        self.events = EventBus()
         self._streaming: StreamingServer | None = None
 
     @property

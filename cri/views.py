@@ -109,6 +109,9 @@ def container_status(record: ContainerRecord) -> api_pb2.ContainerStatus:
             )
         ),
         stop_signal=config.stop_signal,
+        resources=api_pb2.ContainerResources(linux=config.linux.resources)
+        if config.linux.HasField("resources")
+        else None,
     )
 
 

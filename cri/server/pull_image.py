@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cri import errors
+from cri import errors, metrics_collector
 from cri.api.v1 import api_pb2
 from cri.runtime import Runtime
 from snapshotter.registry.auth import Credentials
@@ -12,7 +12,9 @@ async def handle(rt: Runtime, request: api_pb2.PullImageRequest) -> api_pb2.Pull
     ref = request.image.image
     if not ref:
         raise errors.InvalidArgument("PullImage: image reference is empty")
-    image = await rt.images.pull(ref, auth=_credentials(request.auth))
+    meter = metrics_collector.PullMeter()
+    with meter.timed():
+        image = await rt.images.pull(ref, auth=_credentials(request.auth), progress=meter.progress)
     return api_pb2.PullImageResponse(image_ref=image.id)
 
 

@@ -21,10 +21,6 @@ from cri.server.handlers import HANDLERS
 SERVICES = ("RuntimeService", "ImageService")
 
 
-class Unimplemented(errors.Error):
-    kind = "unimplemented"
-
-
 def add_services(server: grpc.aio.Server, rt: Runtime) -> None:
     api_pb2_grpc.add_RuntimeServiceServicer_to_server(_servicer("RuntimeService", rt), server)
     api_pb2_grpc.add_ImageServiceServicer_to_server(_servicer("ImageService", rt), server)
@@ -67,8 +63,8 @@ def _stream_method(fn: Callable[..., AsyncIterator[Any]]) -> Callable[..., Async
 
 
 def _unimplemented(service: str, name: str) -> Callable[[Any], Any]:
-    def fail() -> Unimplemented:
-        return Unimplemented(f"{service}.{name} is not implemented by berth yet")
+    def fail() -> errors.Unimplemented:
+        return errors.Unimplemented(f"{service}.{name} is not implemented by berth yet")
 
     async def unary(request: Any) -> Awaitable[Any]:
         raise fail()

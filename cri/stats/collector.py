@@ -14,7 +14,10 @@ Where the numbers come from:
   so their usage is the sum of their running containers';
 - a pod's network: ``/proc/<pid>/net/dev`` of one of its running containers (the file follows
   that process's network namespace), else the pinned namespace through ``cri.netstat``;
-- a writable layer: :class:`cri.stats.disk.WritableLayers`.
+- a writable layer: :class:`cri.stats.disk.WritableLayers`;
+- a container's memory limits: read once and kept, because only berth writes them
+  (UpdateContainerResources calls :meth:`StatsCollector.invalidate`); a pod's are the
+  kubelet's and are read every time.
 
 Caches forget a container or pod that no call has asked about for ``idle_ns``.
 """
@@ -25,6 +28,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,7 +40,15 @@ from cri.stats.cgroupfs import CgroupDirs, CgroupLayout, parse_proc_cgroup
 from cri.stats.cpu import DEFAULT_WINDOW_NS, CpuSampler
 from cri.stats.disk import WritableLayers
 from cri.stats.messages import CgroupSample
-from cri.stats.readers import read_cpu_usage, read_memory, read_process_count, read_text
+from cri.stats.readers import (
+    CgroupFiles,
+    Limits,
+    read_cpu_usage,
+    read_limits,
+    read_memory,
+    read_process_count,
+    read_text,
+)
 from cri.store import ContainerRecord, SandboxRecord
 
 T = TypeVar("T")
@@ -63,6 +75,16 @@ def configured_pod_dirs(
     return locate
 
 
+@dataclass(slots=True, kw_only=True)
+class _Place:
+    """Where a running container's numbers are; valid while its init pid is the same."""
+
+    pid: int
+    dirs: CgroupDirs
+    files: CgroupFiles
+    limits: Limits | None = None  # read on first use, dropped by invalidate()
+
+
 class StatsCollector:
     def __init__(
         self,
@@ -82,7 +104,9 @@ class StatsCollector:
         self._clock = clock
         self._cpu = CpuSampler(window_ns)
         self._idle = idle_ns
-        self._dirs: dict[str, tuple[int, CgroupDirs]] = {}  # container id -> (pid, dirs)
+        self._places: dict[str, _Place] = {}
+        self._attrs: dict[str, tuple[api_pb2.ContainerConfig, api_pb2.ContainerAttributes]] = {}
+        self._stale: set[str] = set()  # containers whose limits berth has just changed
         self._used: dict[str, int] = {}  # key -> when a call last asked for it
         self._swept = 0
         self._lock = threading.Lock()
@@ -125,33 +149,62 @@ class StatsCollector:
         sample = self.sample_container(record, now)
         layer = self.layers.usage(record.id)
         self._used[record.id] = now
-        return messages.container_stats(record, sample, layer)
+        return messages.container_stats(record, sample, layer, self._attributes(record))
+
+    def _attributes(self, record: ContainerRecord) -> api_pb2.ContainerAttributes:
+        """Built once per config (an update replaces the config object, and so this)."""
+        cached = self._attrs.get(record.id)
+        if cached is None or cached[0] is not record.config:
+            cached = self._attrs[record.id] = (
+                record.config,
+                messages.container_attributes(record),
+            )
+        return cached[1]
 
     def container_dirs(self, record: ContainerRecord) -> CgroupDirs | None:
         """The running container's cgroup directories (None when it is not running)."""
+        place = self._place(record)
+        return None if place is None else place.dirs
+
+    def _place(self, record: ContainerRecord) -> _Place | None:
         if record.state != RUNNING or record.pid <= 0:
             return None
-        cached = self._dirs.get(record.id)
-        if cached is not None and cached[0] == record.pid:
-            return cached[1]
+        cached = self._places.get(record.id)
+        if cached is not None and cached.pid == record.pid:
+            return cached
         try:
             text = read_text(self._proc / str(record.pid) / "cgroup")
         except OSError:  # exited a moment ago
             return None
         dirs = self.layout.dirs(parse_proc_cgroup(text))
-        self._dirs[record.id] = (record.pid, dirs)
-        return dirs
+        try:
+            files = CgroupFiles.of(dirs)
+        except FileNotFoundError:  # no cpu or memory controller: nothing to sample
+            return None
+        place = self._places[record.id] = _Place(pid=record.pid, dirs=dirs, files=files)
+        return place
+
+    def invalidate(self, container_id: str) -> None:
+        """Re-read the container's limits next time (berth changed them). Never waits for a
+        running collection: it only marks the container."""
+        self._stale.add(container_id)
 
     def sample_container(
         self, record: ContainerRecord, now: int, *, processes: bool = False
     ) -> CgroupSample | None:
-        dirs = self.container_dirs(record)
-        if dirs is None:
+        place = self._place(record)
+        if place is None:
             return None
+        files = place.files
+        if record.id in self._stale:
+            self._stale.discard(record.id)
+            place.limits = None
         try:
-            usage, memory = read_cpu_usage(dirs), read_memory(dirs)
-            count = read_process_count(dirs) if processes else None
-        except OSError:  # the cgroup went away with the container
+            if place.limits is None:
+                place.limits = read_limits(files)
+            usage, memory = read_cpu_usage(files), read_memory(files, place.limits)
+            count = read_process_count(files) if processes else None
+        except (OSError, ValueError, KeyError):  # the cgroup went away with the container
             return None
         rate = self._cpu.rate(record.id, at=now, usage=usage, started_at=record.started_at)
         return CgroupSample(
@@ -170,7 +223,8 @@ class StatsCollector:
         running = [c for c in containers if c.state == RUNNING]
         samples = {c.id: self.sample_container(c, now, processes=True) for c in running}
         stats = [
-            messages.container_stats(c, samples[c.id], self.layers.usage(c.id)) for c in running
+            messages.container_stats(c, samples[c.id], self.layers.usage(c.id), self._attributes(c))
+            for c in running
         ]
         for c in running:
             self._used[c.id] = now
@@ -206,7 +260,7 @@ class StatsCollector:
         if own is not None:
             try:
                 return self._own_pod_sample(sandbox, own, known, now)
-            except OSError:
+            except (OSError, ValueError, KeyError):
                 pass  # not created yet, or gone: fall back to the containers
         rates = [s.nano_cores for s in known]
         nano = sum(r for r in rates if r is not None) if None not in rates else None
@@ -215,9 +269,10 @@ class StatsCollector:
     def _own_pod_sample(
         self, sandbox: SandboxRecord, dirs: CgroupDirs, known: Sequence[CgroupSample], now: int
     ) -> CgroupSample:
-        usage, memory = read_cpu_usage(dirs), read_memory(dirs)
-        if dirs.dir("pids") is not None:
-            processes = read_process_count(dirs)
+        files = CgroupFiles.of(dirs)  # a pod's limits are the kubelet's: read every time
+        usage, memory = read_cpu_usage(files), read_memory(files)
+        if files.pids:
+            processes = read_process_count(files)
         else:  # v1 without pids: cgroup.procs of the parent does not count its children
             processes = sum(s.processes or 0 for s in known)
         key = POD_KEY + sandbox.id
@@ -254,4 +309,5 @@ class StatsCollector:
         self._used = {k: self._used[k] for k in keep}
         self._cpu.forget(keep)
         self.layers.forget(keep)
-        self._dirs = {k: v for k, v in self._dirs.items() if k in keep}
+        self._places = {k: v for k, v in self._places.items() if k in keep}
+        self._attrs = {k: v for k, v in self._attrs.items() if k in keep}

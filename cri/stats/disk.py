@@ -108,6 +108,13 @@ class WritableLayers:
         self._cache[container_id] = _Entry(usage, now + reuse)
         return usage
 
+    def upper_dir(self, container_id: str) -> Path | None:
+        """The layer's directory, or None when the container has none."""
+        try:
+            return self._place(container_id)[0]
+        except OSError:
+            return None
+
     def _place(self, container_id: str) -> tuple[Path, str]:
         place = self._places.get(container_id)
         if place is None:

@@ -90,9 +90,14 @@ def filesystem_usage(layer: LayerUsage) -> api_pb2.FilesystemUsage:
 
 
 def container_stats(
-    record: ContainerRecord, sample: CgroupSample | None, layer: LayerUsage | None
+    record: ContainerRecord,
+    sample: CgroupSample | None,
+    layer: LayerUsage | None,
+    attributes: api_pb2.ContainerAttributes | None = None,
 ) -> api_pb2.ContainerStats:
-    stats = api_pb2.ContainerStats(attributes=container_attributes(record))
+    """``attributes``: the record's, when the caller has them built already."""
+    stats = api_pb2.ContainerStats()
+    stats.attributes.CopyFrom(attributes or container_attributes(record))
     if layer is not None:
         stats.writable_layer.CopyFrom(filesystem_usage(layer))
     if sample is not None:

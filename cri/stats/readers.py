@@ -53,7 +53,7 @@ class MemorySample:
         return max(self.swap_limit - self.swap_usage, 0)
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path | str) -> str:
     """One small kernel file, with as few syscalls as Python allows (this runs ~1000x a call)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -66,13 +66,13 @@ def read_text(path: Path) -> str:
 
 
 def parse_flat(text: str) -> dict[str, int]:
-    """A flat-keyed file (``memory.stat``, ``cpu.stat``): ``key value`` per line."""
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().lstrip("-").isdigit():
-            out[key] = int(value)
-    return out
+    """A flat-keyed file (``memory.stat``, ``cpu.stat``): ``key value`` per line.
+
+    The kernel guarantees the two-field shape, so the text is split in one go (this is on the
+    path of every ListContainerStats, for every container).
+    """
+    tokens = text.split()
+    return dict(zip(tokens[::2], map(int, tokens[1::2]), strict=True))
 
 
 def parse_v1_limit(text: str) -> int | None:
@@ -85,6 +85,58 @@ def parse_v2_limit(text: str) -> int | None:
     return None if text == "max" else int(text)
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A cgroup's memory limits; they change only when berth updates the container."""
+
+    memory: int | None  # None: no limit
+    swap: int | None  # swap alone; None: no limit or swap not accounted
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CgroupFiles:
+    """The files one sample reads, joined once as strings (they are read for every container
+    on every stats call, and building paths costs as much as reading the small files)."""
+
+    v2: bool
+    cpu: str  # cpuacct.usage | cpu.stat
+    memory_usage: str  # memory.usage_in_bytes | memory.current
+    memory_stat: str
+    memory_limit: str  # memory.limit_in_bytes | memory.max
+    swap_limit: str  # memory.memsw.limit_in_bytes (memory+swap) | memory.swap.max
+    swap_usage: str  # "" (v1 has it in memory.stat) | memory.swap.current
+    pids: str  # pids.current, "" without the pids controller
+    procs: str  # cgroup.procs, to count processes without pids
+
+    @classmethod
+    def of(cls, dirs: CgroupDirs) -> CgroupFiles:
+        """FileNotFoundError when the cpu or memory controller is not mounted."""
+        mem, pids = str(_need(dirs, "memory")), dirs.dir("pids")
+        if dirs.v2:
+            return cls(
+                v2=True,
+                cpu=f"{mem}/cpu.stat",
+                memory_usage=f"{mem}/memory.current",
+                memory_stat=f"{mem}/memory.stat",
+                memory_limit=f"{mem}/memory.max",
+                swap_limit=f"{mem}/memory.swap.max",
+                swap_usage=f"{mem}/memory.swap.current",
+                pids=f"{mem}/pids.current",
+                procs=f"{mem}/cgroup.procs",
+            )
+        return cls(
+            v2=False,
+            cpu=f"{_need(dirs, 'cpuacct')}/cpuacct.usage",
+            memory_usage=f"{mem}/memory.usage_in_bytes",
+            memory_stat=f"{mem}/memory.stat",
+            memory_limit=f"{mem}/memory.limit_in_bytes",
+            swap_limit=f"{mem}/memory.memsw.limit_in_bytes",
+            swap_usage="",
+            pids="" if pids is None else f"{pids}/pids.current",
+            procs=f"{mem}/cgroup.procs",
+        )
+
+
 def _need(dirs: CgroupDirs, controller: str) -> Path:
     directory = dirs.dir(controller)
     if directory is None:
@@ -92,72 +144,74 @@ def _need(dirs: CgroupDirs, controller: str) -> Path:
     return directory
 
 
-def read_cpu_usage(dirs: CgroupDirs) -> int:
+def read_cpu_usage(files: CgroupFiles) -> int:
     """Total CPU time used, in nanoseconds."""
-    if dirs.v2:
-        return parse_flat(read_text(_need(dirs, "cpu") / "cpu.stat"))["usage_usec"] * 1000
-    return int(read_text(_need(dirs, "cpuacct") / "cpuacct.usage"))
+    if files.v2:
+        return parse_flat(read_text(files.cpu))["usage_usec"] * 1000
+    return int(read_text(files.cpu))
 
 
-def read_memory(dirs: CgroupDirs) -> MemorySample:
-    return _memory_v2(_need(dirs, "memory")) if dirs.v2 else _memory_v1(_need(dirs, "memory"))
+def read_limits(files: CgroupFiles) -> Limits:
+    if files.v2:
+        memory = parse_v2_limit(read_text(files.memory_limit))
+        try:
+            return Limits(memory, parse_v2_limit(read_text(files.swap_limit)))
+        except FileNotFoundError:  # swap not accounted (or the root cgroup)
+            return Limits(memory, None)
+    memory = parse_v1_limit(read_text(files.memory_limit))
+    try:
+        both = parse_v1_limit(read_text(files.swap_limit))
+    except FileNotFoundError:  # swap not accounted
+        return Limits(memory, None)
+    # v1 limits memory+swap together; swap alone is the difference when both are set.
+    return Limits(memory, None if both is None or memory is None else max(both - memory, 0))
 
 
-def _memory_v1(d: Path) -> MemorySample:
-    usage = int(read_text(d / "memory.usage_in_bytes"))
-    stat = parse_flat(read_text(d / "memory.stat"))
-    limit = parse_v1_limit(read_text(d / "memory.limit_in_bytes"))
+def read_memory(files: CgroupFiles, limits: Limits | None = None) -> MemorySample:
+    """Usage and faults; ``limits`` as read before by :func:`read_limits` (read if None)."""
+    limits = limits or read_limits(files)
+    usage = int(read_text(files.memory_usage))
+    stat = parse_flat(read_text(files.memory_stat))
+    if files.v2:
+        return MemorySample(
+            usage=usage,
+            working_set=max(usage - stat.get("inactive_file", 0), 0),
+            rss=stat.get("anon", 0),
+            page_faults=stat.get("pgfault", 0),
+            major_page_faults=stat.get("pgmajfault", 0),
+            limit=limits.memory,
+            swap_usage=_optional_int(files.swap_usage),
+            swap_limit=limits.swap,
+        )
+    swapped = stat.get("total_swap")  # present only when swap is accounted
     return MemorySample(
         usage=usage,
         working_set=max(usage - stat.get("total_inactive_file", 0), 0),
         rss=stat.get("total_rss", 0),
         page_faults=stat.get("total_pgfault", 0),
         major_page_faults=stat.get("total_pgmajfault", 0),
-        limit=limit,
-        swap_usage=stat.get("total_swap"),  # present only when swap is accounted
-        swap_limit=_v1_swap_limit(d, limit) if "total_swap" in stat else None,
+        limit=limits.memory,
+        swap_usage=swapped,
+        swap_limit=limits.swap if swapped is not None else None,
     )
 
 
-def _v1_swap_limit(d: Path, limit: int | None) -> int | None:
-    """v1 limits memory+swap together; swap alone is the difference when both are set."""
+def _optional_int(path: str) -> int | None:
     try:
-        both = parse_v1_limit(read_text(d / "memory.memsw.limit_in_bytes"))
-    except OSError:
+        return int(read_text(path))
+    except FileNotFoundError:
         return None
-    return None if both is None or limit is None else max(both - limit, 0)
 
 
-def _memory_v2(d: Path) -> MemorySample:
-    usage = int(read_text(d / "memory.current"))
-    stat = parse_flat(read_text(d / "memory.stat"))
-    try:
-        swap_usage: int | None = int(read_text(d / "memory.swap.current"))
-        swap_limit = parse_v2_limit(read_text(d / "memory.swap.max"))
-    except OSError:  # swap accounting off (or the root cgroup, which has no such files)
-        swap_usage = swap_limit = None
-    return MemorySample(
-        usage=usage,
-        working_set=max(usage - stat.get("inactive_file", 0), 0),
-        rss=stat.get("anon", 0),
-        page_faults=stat.get("pgfault", 0),
-        major_page_faults=stat.get("pgmajfault", 0),
-        limit=parse_v2_limit(read_text(d / "memory.max")),
-        swap_usage=swap_usage,
-        swap_limit=swap_limit,
-    )
-
-
-def read_process_count(dirs: CgroupDirs) -> int:
+def read_process_count(files: CgroupFiles) -> int:
     """Processes in the cgroup and below: ``pids.current``, else the cgroup.procs lines."""
-    pids = dirs.dir("pids")
-    if pids is not None:
+    if files.pids:
         try:
-            return int(read_text(pids / "pids.current"))
+            return int(read_text(files.pids))
         except FileNotFoundError:  # the v2 root has no pids.current
             pass
-    return count_lines(_need(dirs, "memory") / "cgroup.procs")
+    return count_lines(files.procs)
 
 
-def count_lines(path: Path) -> int:
+def count_lines(path: Path | str) -> int:
     return len(read_text(path).split())

@@ -22,10 +22,8 @@ T = TypeVar("T")
 _TOKEN_BYTES = 6
 
 
-class TooManyRequests(errors.Error):
+class TooManyRequests(errors.ResourceExhausted):
     """Too many streaming URLs were handed out and not used yet."""
-
-    kind = "resource_exhausted"
 
 
 class TokenCache(Generic[T]):

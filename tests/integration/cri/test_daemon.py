@@ -74,9 +74,9 @@ def test_runtime_config_reports_the_cgroup_driver(berthd: Berthd) -> None:
 
 def test_unimplemented_rpc_names_itself(berthd: Berthd) -> None:
     with pytest.raises(grpc.RpcError) as info:
-        berthd.client.runtime.CheckpointPod(api_pb2.CheckpointPodRequest())
+        berthd.client.runtime.UpdateRuntimeConfig(api_pb2.UpdateRuntimeConfigRequest())
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "CheckpointPod" in (info.value.details() or "")
+    assert "UpdateRuntimeConfig" in (info.value.details() or "")
 
 
 def test_metrics_endpoint_counts_requests(berthd: Berthd) -> None:

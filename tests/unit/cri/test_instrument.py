@@ -20,7 +20,7 @@ from snapshotter import errors as snap_errors
         (snap_errors.Unavailable("x"), grpc.StatusCode.UNAVAILABLE),
         (shim_errors.DeadlineExceeded("x"), grpc.StatusCode.DEADLINE_EXCEEDED),
         (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED),
-        (services.Unimplemented("x"), grpc.StatusCode.UNIMPLEMENTED),
+        (cri_errors.Unimplemented("x"), grpc.StatusCode.UNIMPLEMENTED),
         (ValueError("bug"), grpc.StatusCode.INTERNAL),
     ],
 )

@@ -74,6 +74,7 @@ class Runtime:
         self.shims = shims
         self.host = host
         self.features = features or Features()
+        self.pod_cidr = ""  # from UpdateRuntimeConfig; shown in Status(verbose)
         self.locks = KeyedLocks()
         self.background = Background()
         self.stats = stats
@@ -127,4 +128,5 @@ class Runtime:
         # Keys other CRI tools look for under these names (containerd's shape).
         described["rootDir"] = self.config.root
         described["stateDir"] = self.config.state
+        described["podCIDR"] = self.pod_cidr
         return described

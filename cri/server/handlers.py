@@ -50,6 +50,7 @@ from cri.server import (
     stream_pod_sandboxes,
     update_container_resources,
     update_pod_sandbox_resources,
+    update_runtime_config,
     version,
 )
 
@@ -58,6 +59,7 @@ HANDLERS: dict[str, Callable[..., Any]] = {
     "Version": version.handle,
     "Status": status.handle,
     "RuntimeConfig": runtime_config.handle,
+    "UpdateRuntimeConfig": update_runtime_config.handle,
     "RunPodSandbox": run_pod_sandbox.handle,
     "StopPodSandbox": stop_pod_sandbox.handle,
     "RemovePodSandbox": remove_pod_sandbox.handle,

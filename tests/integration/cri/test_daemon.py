@@ -72,11 +72,19 @@ def test_runtime_config_reports_the_cgroup_driver(berthd: Berthd) -> None:
     assert resp.linux.cgroup_driver == api_pb2.CGROUPFS
 
 
-def test_unimplemented_rpc_names_itself(berthd: Berthd) -> None:
-    with pytest.raises(grpc.RpcError) as info:
-        berthd.client.runtime.UpdateRuntimeConfig(api_pb2.UpdateRuntimeConfigRequest())
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "UpdateRuntimeConfig" in (info.value.details() or "")
+def test_update_runtime_config_records_the_pod_cidr(berthd: Berthd) -> None:
+    def update(cidr: str) -> None:
+        config = api_pb2.RuntimeConfig(network_config=api_pb2.NetworkConfig(pod_cidr=cidr))
+        berthd.client.runtime.UpdateRuntimeConfig(
+            api_pb2.UpdateRuntimeConfigRequest(runtime_config=config)
+        )
+
+    update("10.244.3.0/24,fd00:10:244:3::/64")
+    info = berthd.client.runtime.Status(api_pb2.StatusRequest(verbose=True)).info
+    assert json.loads(info["config"])["podCIDR"] == "10.244.3.0/24,fd00:10:244:3::/64"
+    with pytest.raises(grpc.RpcError) as bad:
+        update("10.244.3.0/99")
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_metrics_endpoint_counts_requests(berthd: Berthd) -> None:

@@ -41,3 +41,21 @@ def test_every_proto_rpc_has_a_method() -> None:
         assert len(names) == len(set(names)) > 5
     streaming = dict(services.methods("RuntimeService"))
     assert streaming["GetContainerEvents"] and not streaming["Version"]
+
+
+def test_every_rpc_has_a_handler() -> None:
+    from cri.server.handlers import HANDLERS
+
+    for service in services.SERVICES:
+        missing = [name for name, _ in services.methods(service) if name not in HANDLERS]
+        assert missing == [], f"{service} without handlers: {missing}"
+
+
+async def test_an_rpc_without_a_handler_answers_unimplemented_naming_itself() -> None:
+    fallback = services._unimplemented("RuntimeService", "Version")
+    with pytest.raises(cri_errors.Unimplemented, match=r"RuntimeService\.Version"):
+        await fallback(api_pb2.VersionRequest())
+    stream = services._unimplemented("RuntimeService", "GetContainerEvents")
+    with pytest.raises(cri_errors.Unimplemented, match="GetContainerEvents"):
+        async for _ in stream(api_pb2.GetEventsRequest()):
+            pass

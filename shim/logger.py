@@ -19,6 +19,7 @@ counted in `errors`, and the pipe keeps being drained.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -143,9 +144,18 @@ class LogWriter:
             return
         data = format_records(stream.encode(), timestamp(time.time_ns()), records)
         try:
+            start = os.fstat(self._fd).st_size
+        except OSError:
+            self.errors += len(records)
+            return
+        try:
             _write_all(self._fd, data)
         except OSError:
             self.errors += len(records)
+            # A partial write (disk full) would leave a torn record that breaks every reader:
+            # cut the file back to where this batch began.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
 
     def _close_fd(self) -> None:
         if self._fd is not None:

@@ -50,3 +50,19 @@ class DeadlineExceeded(Error):
     """The operation did not finish in the time it was given."""
 
     kind = "deadline_exceeded"
+
+
+class ResourceExhausted(Error):
+    """The disk (or another bounded resource) is full; the message says which."""
+
+    kind = "resource_exhausted"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT from a syscall, or sqlite's "database or disk is full"."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)

@@ -275,9 +275,16 @@ class ImageStore:
             # Chain ids name content: whoever committed it first made the same layer.
             self._snaps.remove(key)
             return
-        except BaseException:
-            with contextlib.suppress(errors.Error):
+        except BaseException as exc:
+            # Free the space first: with a full disk, not even the metadata update could run.
+            shutil.rmtree(writable_dir(mounts), ignore_errors=True)
+            with contextlib.suppress(errors.Error, sqlite3.Error):
                 self._snaps.remove(key)
+            if errors.is_disk_full(exc):
+                raise errors.ResourceExhausted(
+                    f"No space left on device under {self.root.parent} while unpacking layer "
+                    f"{layer.digest}: {exc}"
+                ) from exc
             raise
         log.info(
             "layer unpacked",

@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 
 from cri import cgroups, errors, events, pods, volumes
+from cri import validate as validate_fields
 from cri.api.v1 import api_pb2
 from cri.oci.inputs import PodFilePaths, SpecInputs
 from cri.oci.spec import build_spec
@@ -71,10 +72,12 @@ def log_path(sandbox: SandboxRecord, config: api_pb2.ContainerConfig) -> str:
 
 
 def validate(rt: Runtime, sandbox_id: str, config: api_pb2.ContainerConfig) -> SandboxRecord:
-    if not config.metadata.name:
-        raise errors.InvalidArgument("CreateContainer: metadata.name is empty")
+    validate_fields.metadata_name("CreateContainer: metadata.name", config.metadata.name)
     if not config.image.image:
         raise errors.InvalidArgument("CreateContainer: image is empty")
+    if config.log_path:
+        validate_fields.relative_path("CreateContainer: log_path", config.log_path)
+    validate_fields.resources("CreateContainer: linux.resources", config.linux.resources)
     sandbox = rt.store.sandbox(sandbox_id)
     if sandbox.state != api_pb2.SANDBOX_READY:
         raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")

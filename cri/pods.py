@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from cri import errors, events, infra, netns, podfiles, sysctl
+from cri import validate as validate_fields
 from cri.api.v1 import api_pb2
 from cri.cni.pod import PodNetwork, PortMapping
 from cri.runtime import Runtime
@@ -95,8 +96,12 @@ def validate(rt: Runtime, config: api_pb2.PodSandboxConfig, handler: str) -> str
     """Check a RunPodSandbox request; returns the runtime handler name to use."""
     meta = config.metadata
     for field in ("name", "namespace", "uid"):
-        if not getattr(meta, field):
-            raise errors.InvalidArgument(f"RunPodSandbox: metadata.{field} is empty")
+        validate_fields.metadata_name(f"RunPodSandbox: metadata.{field}", getattr(meta, field))
+    if config.log_directory:
+        validate_fields.absolute_path("RunPodSandbox: log_directory", config.log_directory)
+    validate_fields.cgroup_parent(config.linux.cgroup_parent)
+    validate_fields.resources("RunPodSandbox: linux.resources", config.linux.resources)
+    validate_fields.resources("RunPodSandbox: linux.overhead", config.linux.overhead)
     name = handler or rt.config.default_runtime
     if name not in rt.config.runtimes:
         raise errors.InvalidArgument(f"RunPodSandbox: unknown runtime handler {handler!r}")

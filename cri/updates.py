@@ -25,7 +25,7 @@ from pathlib import Path
 
 import structlog
 
-from cri import errors
+from cri import errors, validate
 from cri.api.v1 import api_pb2
 from cri.oci import resources as oci_resources
 from cri.runtime import Runtime
@@ -70,6 +70,7 @@ async def update_container(
 ) -> ContainerRecord:
     """Apply and record new limits. NotFound for an unknown id, InvalidArgument for limits
     the host cannot apply, the shim's errors when ``runc update`` refuses. Idempotent."""
+    validate.resources("UpdateContainerResources: linux", update)
     async with rt.locks.hold(container_id):
         record = rt.store.container(container_id)
         merged = merge(record.config.linux.resources, update)
@@ -107,6 +108,9 @@ async def update_pod(
     resources: api_pb2.LinuxContainerResources | None,
 ) -> SandboxRecord:
     """Record the pod-level resources and bring the pod's own cgroup in line (see module)."""
+    for where, res in (("overhead", overhead), ("resources", resources)):
+        if res is not None:
+            validate.resources(f"UpdatePodSandboxResources: {where}", res)
     async with rt.locks.hold(sandbox_id):
         record = rt.store.sandbox(sandbox_id)
         config = api_pb2.PodSandboxConfig()

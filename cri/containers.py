@@ -273,6 +273,10 @@ async def start(rt: Runtime, container_id: str) -> None:
         try:
             state = await task.start()
         except shim_errors.Error as exc:
+            # runc may have started the process before failing: never leave it running.
+            with contextlib.suppress(shim_errors.Error):
+                await task.kill(signal.SIGKILL, all=True)
+                await task.wait(timeout=10.0)
             await record_exit(rt, record, await _final_state(task), failed_start=str(exc))
             raise
         record = dataclasses.replace(
@@ -299,8 +303,14 @@ async def watch(rt: Runtime, container_id: str) -> None:
         state = await task.wait()
     except shim_errors.Error as exc:
         state = rt.shims.exit_state(container_id)
-        if state is None:
-            log.warning("shim lost", container_id=container_id, error=str(exc))
+        log.warning(
+            "shim lost", container_id=container_id, error=str(exc), exit_recorded=state is not None
+        )
+        # Nobody watches the container any more: kill it rather than report an exit while
+        # it still runs (the kubelet would start a second one beside it).
+        record = rt.store.find_container(container_id)
+        with contextlib.suppress(shim_errors.Error):
+            await rt.shims.destroy(container_id, record.runtime_handler if record else None)
     await _settle(rt, container_id, state)
 
 
@@ -363,8 +373,10 @@ async def stop(rt: Runtime, container_id: str, grace: int) -> None:
         return
     try:
         state: shim_api.TaskState | None = await _terminate(rt, record, grace)
-    except shim_errors.Error:  # the shim is gone: what it left on disk is all there is
+    except (shim_errors.Unavailable, shim_errors.NotFound):
+        # The shim is gone: make sure the container went with it, then record what it left.
         state = rt.shims.exit_state(record.id)
+        await rt.shims.destroy(record.id, record.runtime_handler)
     await _settle(rt, record.id, state)
     log.info("container stopped", container_id=record.id)
 

@@ -216,17 +216,28 @@ async def stop(rt: Runtime, sandbox_id: str) -> None:
     await containers.stop_all(rt, sandbox_id)
     async with rt.locks.hold(sandbox_id):
         record = rt.store.sandbox(sandbox_id)
-        if record.infra_pid:
-            await infra.remove(rt, record.id)
-        if record.network_ready:
-            await rt.cni.delete(pod_network(record))
-        if record.network_ready or record.state != api_pb2.SANDBOX_NOTREADY:
-            stopped = _replace(
-                record, network_ready=False, state=api_pb2.SANDBOX_NOTREADY, infra_pid=0
-            )
-            await rt.store.update_sandbox(stopped)
-            events.publish_sandbox_event(rt, stopped, events.STOPPED)
+        if record.state != api_pb2.SANDBOX_NOTREADY:
+            # NOTREADY is durable before anything is torn down: a crash half-way leaves a
+            # stopped pod whose release recovery (or the next stop) finishes, never a READY
+            # pod without its network.
+            record = _replace(record, state=api_pb2.SANDBOX_NOTREADY)
+            await rt.store.update_sandbox(record)
+            events.publish_sandbox_event(rt, record, events.STOPPED)
+        await release_network(rt, record)
     log.info("pod sandbox stopped", pod_id=sandbox_id)
+
+
+async def release_network(rt: Runtime, record: SandboxRecord) -> SandboxRecord:
+    """Kill the infra process and run CNI DEL, recording each once done. Idempotent."""
+    if record.infra_pid:
+        await infra.remove(rt, record.id)
+        record = _replace(record, infra_pid=0)
+        await rt.store.update_sandbox(record)
+    if record.network_ready:
+        await rt.cni.delete(pod_network(record))
+        record = _replace(record, network_ready=False)
+        await rt.store.update_sandbox(record)
+    return record
 
 
 async def remove(rt: Runtime, sandbox_id: str) -> None:

@@ -25,6 +25,8 @@ import structlog
 from cri import containers, netns, pods, volumes
 from cri.api.v1 import api_pb2
 from cri.runtime import Runtime
+from cri.store import ContainerRecord
+from shim import api as shim_api
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +40,10 @@ async def recover(rt: Runtime) -> None:
 async def _recover_sandboxes(rt: Runtime) -> None:
     for record in list(rt.store.sandboxes()):
         if record.state != api_pb2.SANDBOX_READY:
+            try:
+                await pods.release_network(rt, record)  # a stop the crash cut short
+            except Exception as exc:  # noqa: BLE001 - the next StopPodSandbox retries it
+                log.warning("pod network release failed", pod_id=record.id, error=str(exc))
             continue
         pins = [Path(p) for p in record.namespaces.values()]
         infra_alive = not record.infra_pid or await rt.shims.alive(record.id)
@@ -52,12 +58,29 @@ async def _recover_containers(rt: Runtime) -> None:
         if record.state == api_pb2.CONTAINER_EXITED:
             continue
         if await rt.shims.alive(record.id):
-            if record.state == api_pb2.CONTAINER_RUNNING:
-                rt.watch(record.id)
+            await _adopt(rt, record)
             continue
         state = rt.shims.exit_state(record.id)
         log.warning("shim gone", container_id=record.id, exit_recorded=state is not None)
         await containers.record_exit(rt, record, state)
+
+
+async def _adopt(rt: Runtime, record: ContainerRecord) -> None:
+    """Reconnect to a live shim; a CREATED record whose StartContainer was cut short by the
+    crash learns from the shim whether the process started (and maybe exited) meanwhile."""
+    if record.state == api_pb2.CONTAINER_CREATED:
+        task = await rt.shims.get(record.id)
+        state = await task.state()
+        if state.status == shim_api.CREATED:
+            return
+        record = dataclasses.replace(
+            record,
+            state=api_pb2.CONTAINER_RUNNING,
+            pid=state.pid,
+            started_at=state.started_at_ns or record.created_at,
+        )
+        await rt.store.update_container(record)
+    rt.watch(record.id)
 
 
 async def _remove_orphans(rt: Runtime) -> None:

@@ -8,6 +8,7 @@ dropped and the next ``get`` reconnects or reports the shim gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import structlog
 from cri import metrics
 from cri.config import Config
 from shim import api, cleanup, client, errors, exitfile
+from shim import state as shim_state
 from shim.launcher import Launcher
 
 log = structlog.get_logger(__name__)
@@ -90,9 +92,12 @@ class ShimManager:
         except errors.Error:
             shim_client = None
         if shim_client is not None:
-            await shim_client.delete()
+            with contextlib.suppress(errors.Unavailable):  # it died under us: cleaned up below
+                await shim_client.delete()
             await shim_client.close()
-        elif state_dir.exists():
+        # A shim that deleted its task removed task.json; if it is still there, the shim died
+        # first and its container, runtime state and rootfs mount are ours to clean up.
+        if (state_dir / shim_state.TASK).exists():
             await asyncio.to_thread(self._cleanup_dead, container_id, handler)
         self._clients.pop(container_id, None)
         metrics.SHIMS.set(len(self._clients))

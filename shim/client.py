@@ -24,6 +24,11 @@ from typing import Any
 from shim import api, errors, exitfile, protocol, state
 
 CONNECT_TIMEOUT = 5.0
+# Seconds a shim gets to answer, by method: generous (it may be running runc on a loaded
+# node) but bounded. wait and exec_sync get their own timeout plus ANSWER_SLACK.
+DEFAULT_DEADLINE = 10.0
+DEADLINES: dict[str, float] = {"create": 180.0, "delete": 180.0, "update": 60.0}
+ANSWER_SLACK = 5.0
 EXIT_TIMEOUT = 5.0
 
 
@@ -131,18 +136,36 @@ class ShimClient:
         """False once the connection to the shim is gone (the shim exited or crashed)."""
         return self._lost is None
 
-    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
-        """One raw request; the result as decoded JSON."""
+    async def call(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        deadline: float | None = -1.0,
+    ) -> Any:
+        """One raw request; the result as decoded JSON.
+
+        A shim that does not answer within ``deadline`` seconds (default: per method, see
+        ``DEADLINES``; None waits for ever) raises DeadlineExceeded naming the shim, so one
+        stuck shim never holds a caller of berthd.
+        """
         if self._lost is not None:
             raise self._lost
+        if deadline is not None and deadline < 0:
+            deadline = DEADLINES.get(method, DEFAULT_DEADLINE)
         rid = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         message = {"id": rid, "method": method, "params": dict(params or {})}
         try:
-            self._writer.write(protocol.encode(message))
-            await self._writer.drain()
-            return await fut
+            async with asyncio.timeout(deadline):
+                self._writer.write(protocol.encode(message))
+                await self._writer.drain()
+                return await fut
+        except TimeoutError:
+            raise errors.DeadlineExceeded(
+                f"shim {self.id or self.state_dir}: no answer to {method} in {deadline:.0f}s"
+            ) from None
         except ConnectionError as e:
             raise errors.Unavailable(f"shim {self.id}: {e}") from None
         finally:
@@ -177,7 +200,9 @@ class ShimClient:
         await self.call("kill", {"signal": int(signal), "all": all})
 
     async def wait(self, timeout: float | None = None) -> api.TaskState:  # noqa: ASYNC109
-        return await self._state_call("wait", {"timeout": timeout})
+        deadline = None if timeout is None else timeout + ANSWER_SLACK
+        result = await self.call("wait", {"timeout": timeout}, deadline=deadline)
+        return api.from_wire(api.TaskState, result)
 
     async def delete(self) -> api.TaskState:
         """Delete the task and wait (bounded) until the shim process has exited.
@@ -209,7 +234,8 @@ class ShimClient:
         params = api.ExecSyncParams(
             args=tuple(args), env=tuple(env), cwd=cwd, timeout=timeout, max_output=max_output
         )
-        result = await self.call("exec_sync", api.to_wire(params))
+        deadline = None if not timeout or timeout <= 0 else timeout + ANSWER_SLACK
+        result = await self.call("exec_sync", api.to_wire(params), deadline=deadline)
         return api.from_wire(api.ExecSyncResult, result)
 
     async def reopen_log(self) -> None:

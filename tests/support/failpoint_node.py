@@ -383,18 +383,22 @@ def _network_problems(seen: NodeState, view: StoreView, baseline: NodeState | No
     for ip, owner in seen.leases.items():
         if ip not in old_leases:
             owners.setdefault(owner, []).append(ip)
+    # A stopped (NOTREADY) pod may still hold its network when its CNI DEL failed or a crash
+    # cut the stop short: the next StopPodSandbox, or recovery, releases it.
+    listed = set(view.pods)
     for owner, ips in owners.items():
-        if owner not in ready:
-            found.append(f"IPAM lease {ips} held by {owner or '?'}, not a ready pod")
+        if owner not in listed:
+            found.append(f"IPAM lease {ips} held by {owner or '?'}, not a listed pod")
         elif len(ips) > 1:
             found.append(f"pod {owner} holds several leases {ips}")
     if seen.leases or old_leases:  # an IPAM network: every ready pod holds one address
         for pod in sorted(ready - set(owners)):
             found.append(f"ready pod {pod} holds no IPAM lease: its network is gone")
     veths = seen.veths - (baseline.veths if baseline else frozenset())
-    if len(veths) != len(ready):
+    if not len(ready) <= len(veths) <= len(listed):
         found.append(
-            f"{len(veths)} veths on the bridge for {len(ready)} ready pods: {sorted(veths)}"
+            f"{len(veths)} veths on the bridge for {len(ready)} ready and {len(listed)} listed "
+            f"pods: {sorted(veths)}"
         )
     return found
 

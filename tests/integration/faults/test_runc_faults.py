@@ -102,17 +102,19 @@ def test_a_failing_runc_kill_does_not_stop_stop(harness: FaultHarness) -> None:
 
 
 def test_runc_kill_failing_while_cleaning_up_after_a_dead_shim(harness: FaultHarness) -> None:
-    """`berth-shim delete` runs `runc kill` for a container whose shim died: if that fails,
-    the container must still be gone after RemoveContainer."""
+    """berthd cleans up after a container whose shim died (`berth-shim delete`, which runs
+    `runc kill`): if that kill fails, the container must still be gone by the time it is
+    reported exited, and RemoveContainer must succeed."""
     pod_id = harness.run_pod(harness.fresh_name("deadshim"))
     cid = harness.create(pod_id, "app", ["sleep", "1000"])
     harness.start(cid)
+    harness.points.arm(Fault(command="kill", action="fail", times=0))
     shim = int((harness.daemon.state / "shims" / cid / "shim.pid").read_text().split()[0])
     os.kill(shim, signal.SIGKILL)
     assert harness.wait_state(cid, api_pb2.CONTAINER_EXITED).state == api_pb2.CONTAINER_EXITED
-    harness.points.arm(Fault(command="kill", action="fail", times=0))
-    harness.call("RemoveContainer", api_pb2.RemoveContainerRequest(container_id=cid))
     assert harness.points.fired("kill")
+    assert cgroup_processes(harness, cid) == [], "reported exited while it still runs"
+    harness.call("RemoveContainer", api_pb2.RemoveContainerRequest(container_id=cid))
     assert container_ids(harness, pod_id) == []
     assert cgroup_processes(harness, cid) == [], "the container outlived its removal"
     harness.remove_pod(pod_id)

@@ -42,7 +42,7 @@ async def _recover_sandboxes(rt: Runtime) -> None:
         if record.state != api_pb2.SANDBOX_READY:
             try:
                 await pods.release_network(rt, record)  # a stop the crash cut short
-            except Exception as exc:  # noqa: BLE001 - the next StopPodSandbox retries it
+            except Exception as exc:  # the next StopPodSandbox retries it
                 log.warning("pod network release failed", pod_id=record.id, error=str(exc))
             continue
         pins = [Path(p) for p in record.namespaces.values()]

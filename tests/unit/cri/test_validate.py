@@ -8,7 +8,7 @@ from cri.api.v1 import api_pb2
 
 @pytest.mark.parametrize("name", ["", "x" * 254, "a\nb", "a;b=c", " padded", "nul\x00"])
 def test_bad_names(name: str) -> None:
-    with pytest.raises(errors.InvalidArgument, match="metadata.name"):
+    with pytest.raises(errors.InvalidArgument, match=r"metadata\.name"):
         validate.metadata_name("metadata.name", name)
 
 
@@ -18,7 +18,7 @@ def test_good_name() -> None:
 
 @pytest.mark.parametrize("path", ["/abs.log", "../up.log", "a/../../b.log", "a\x00"])
 def test_log_paths_stay_below_their_directory(path: str) -> None:
-    with pytest.raises(errors.InvalidArgument, match="log_path"):
+    with pytest.raises(errors.InvalidArgument, match=r"log_path"):
         validate.relative_path("log_path", path)
 
 

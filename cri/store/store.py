@@ -7,6 +7,7 @@ updated only after the commit, so what a reader sees is always durable.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -65,13 +66,11 @@ class Store:
         return next((s for s in self._sandboxes.values() if s.name_key == name_key), None)
 
     async def add_sandbox(self, sandbox: SandboxRecord) -> None:
-        await self._db.write(
-            [
-                (
-                    "INSERT INTO sandboxes (id, name_key, data) VALUES (?, ?, ?)",
-                    (sandbox.id, sandbox.name_key, encode(sandbox)),
-                )
-            ]
+        """AlreadyExists when the name is taken (a concurrent create won the race)."""
+        await self._insert(
+            f"pod sandbox name {sandbox.name_key!r}",
+            "INSERT INTO sandboxes (id, name_key, data) VALUES (?, ?, ?)",
+            (sandbox.id, sandbox.name_key, encode(sandbox)),
         )
         self._sandboxes[sandbox.id] = sandbox
 
@@ -106,15 +105,19 @@ class Store:
         return next((c for c in self._containers.values() if c.name_key == name_key), None)
 
     async def add_container(self, container: ContainerRecord) -> None:
-        await self._db.write(
-            [
-                (
-                    "INSERT INTO containers (id, sandbox_id, name_key, data) VALUES (?, ?, ?, ?)",
-                    (container.id, container.sandbox_id, container.name_key, encode(container)),
-                )
-            ]
+        """AlreadyExists when the name is taken in its sandbox."""
+        await self._insert(
+            f"container name {container.name_key!r}",
+            "INSERT INTO containers (id, sandbox_id, name_key, data) VALUES (?, ?, ?, ?)",
+            (container.id, container.sandbox_id, container.name_key, encode(container)),
         )
         self._containers[container.id] = container
+
+    async def _insert(self, what: str, sql: str, args: tuple[str, ...]) -> None:
+        try:
+            await self._db.write([(sql, args)])
+        except sqlite3.IntegrityError:
+            raise errors.AlreadyExists(f"{what} is already reserved") from None
 
     async def update_container(self, container: ContainerRecord) -> None:
         await self._db.write(

@@ -79,7 +79,7 @@ async def test_name_reservation_is_enforced_by_the_database(tmp_path: Path) -> N
     store = Store(tmp_path / "meta.db")
     await store.open()
     await store.add_sandbox(sandbox("s1", "same"))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(errors.AlreadyExists, match="already reserved"):
         await store.add_sandbox(sandbox("s2", "same"))
     assert store.find_sandbox("s2") is None  # memory follows only committed writes
     await store.close()

@@ -66,6 +66,8 @@ class Berthd:
             "log_level": "debug",
             "metrics_address": "127.0.0.1:0",
             "cgroup_root": "self",
+            # e2e/vm runs the suite once per driver on a cgroup v2 node.
+            "cgroup_driver": os.environ.get("BERTH_TEST_CGROUP_DRIVER", "cgroupfs"),
             **(settings or {}),
         }
         self.config_path = workdir / "config.toml"

@@ -32,6 +32,8 @@ log = structlog.get_logger(__name__)
 
 
 async def recover(rt: Runtime) -> None:
+    for name in await asyncio.to_thread(rt.cni.remove_partial_writes):
+        log.warning("removed a CNI cache file a crash cut short", file=name)
     await _recover_sandboxes(rt)
     await _recover_containers(rt)
     await _remove_orphans(rt)

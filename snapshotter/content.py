@@ -227,6 +227,14 @@ class ContentStore:
         except FileNotFoundError:
             raise errors.NotFound(f"blob {digest} not found") from None
 
+    def remove_partial_writes(self) -> list[str]:
+        """Delete `.tmp-*` files a crash left in blobs/ mid-write (at start-up only)."""
+        blobs = self.root / "blobs" / "sha256"
+        stray = [p for p in blobs.glob(".tmp-*")] if blobs.is_dir() else []
+        for p in stray:
+            p.unlink(missing_ok=True)
+        return [p.name for p in stray]
+
     def abort(self, digest: str) -> None:
         """Delete the partial ingest of `digest`, if any (idempotent)."""
         shutil.rmtree(self.root / "ingest" / _hex(digest), ignore_errors=True)

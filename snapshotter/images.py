@@ -459,6 +459,7 @@ class ImageStore:
         frees it if no image claims it. Everything else unreferenced goes now.
         """
         self._snaps.cleanup()
+        self._content.remove_partial_writes()
         with self._tx() as db:
             interrupted = db.execute("SELECT count(*) FROM pulls").fetchone()[0]
             db.execute("DELETE FROM pulls")

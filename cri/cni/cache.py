@@ -77,6 +77,15 @@ class ResultCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
+    def remove_partial_writes(self) -> list[str]:
+        """Delete temporary files a crash left mid-write (recovery calls this at start-up)."""
+        if not self.directory.is_dir():
+            return []
+        stray = [p for p in self.directory.iterdir() if p.name.startswith(".")]
+        for p in stray:
+            p.unlink(missing_ok=True)
+        return [p.name for p in stray]
+
     def path(self, container_id: str) -> Path:
         if not _CONTAINER_ID.fullmatch(container_id):
             raise errors.InvalidArgument(f"sandbox id {container_id!r} is not a valid CNI id")

@@ -334,6 +334,10 @@ class CniManager:
         except ResultInvalid:
             return None
 
+    def remove_partial_writes(self) -> list[str]:
+        """At start-up: drop cache files a crash cut short mid-write."""
+        return self._cache.remove_partial_writes()
+
     def cached_ids(self) -> list[str]:
         """Sandboxes with a cache entry: attached, or half-attached before a crash."""
         return self._cache.ids()

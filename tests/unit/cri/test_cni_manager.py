@@ -354,3 +354,13 @@ async def test_bad_bandwidth_annotation_is_invalid_argument(env: Env) -> None:
     with pytest.raises(errors.InvalidArgument, match="ingress-bandwidth"):
         await env.manager().add(pod)
     assert env.steps() == []
+
+
+def test_cache_files_cut_short_by_a_crash_are_removed(tmp_path: Path) -> None:
+    from cri.cni.cache import ResultCache
+
+    cache = ResultCache(tmp_path)
+    (tmp_path / ".abc.json.x1y2").write_text("{")
+    (tmp_path / "abc.json").write_text("{}")
+    assert cache.remove_partial_writes() == [".abc.json.x1y2"]
+    assert [p.name for p in tmp_path.iterdir()] == ["abc.json"]

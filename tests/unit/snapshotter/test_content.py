@@ -174,3 +174,12 @@ def test_bad_digests_never_become_paths(store: ContentStore, bad: str) -> None:
         store.path(bad)
     with pytest.raises(errors.InvalidArgument):
         store.ingest(bad, 1)
+
+
+def test_partial_writes_left_by_a_crash_are_removed(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    digest = store.write_blob(b"kept")
+    stray = tmp_path / "blobs" / "sha256" / ".tmp-abc123"
+    stray.write_bytes(b"half")
+    assert store.remove_partial_writes() == [".tmp-abc123"]
+    assert not stray.exists() and store.exists(digest)

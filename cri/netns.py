@@ -260,7 +260,8 @@ def release_private_mount(directory: Path) -> bool:
     """
     directory = directory.resolve()
     with _private_lock:
-        if directory not in _private_dirs:
+        # Also when an earlier, killed berthd made it: the mount outlives the process.
+        if not directory.is_dir() or _mount_entry(directory) is None:
             return False
         if any(
             is_pinned(p) for pins in directory.iterdir() if pins.is_dir() for p in pins.iterdir()

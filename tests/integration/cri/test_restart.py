@@ -117,6 +117,10 @@ def test_sigkill_with_pods_running_loses_nothing_and_leaks_nothing(
     leases = [p.name for p in (cni_net.conf_dir.parent / "ipam").rglob("*") if p.is_file()]
     assert [name for name in leases if name.count(".") == 3] == []
     assert list((pod_berthd.state / "netns").iterdir()) == []
+    # Regression: the private mount above the pins, made by the killed berthd, is released
+    # by the restarted one when it stops.
+    assert pod_berthd.stop() == 0
+    assert mounts_under(pod_berthd.root, pod_berthd.state) == []
 
 
 def test_a_dead_shim_is_reported_and_cleaned_up(

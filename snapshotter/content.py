@@ -228,9 +228,13 @@ class ContentStore:
             raise errors.NotFound(f"blob {digest} not found") from None
 
     def remove_partial_writes(self) -> list[str]:
-        """Delete `.tmp-*` files a crash left in blobs/ mid-write (at start-up only)."""
-        blobs = self.root / "blobs" / "sha256"
-        stray = [p for p in blobs.glob(".tmp-*")] if blobs.is_dir() else []
+        """Delete `.tmp-*` files a crash left in blobs/ or ingest/ mid-write (at start-up)."""
+        stray = [
+            p
+            for d in (self.root / "blobs" / "sha256", self.root / "ingest")
+            if d.is_dir()
+            for p in d.glob(".tmp-*")
+        ]
         for p in stray:
             p.unlink(missing_ok=True)
         return [p.name for p in stray]

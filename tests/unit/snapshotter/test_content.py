@@ -183,3 +183,11 @@ def test_partial_writes_left_by_a_crash_are_removed(tmp_path: Path) -> None:
     stray.write_bytes(b"half")
     assert store.remove_partial_writes() == [".tmp-abc123"]
     assert not stray.exists() and store.exists(digest)
+
+
+def test_partial_writes_in_the_ingest_dir_are_removed_too(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    stray = tmp_path / "ingest" / ".tmp-xyz"
+    stray.write_bytes(b"")
+    assert store.remove_partial_writes() == [".tmp-xyz"]
+    assert store.ingests() == []

@@ -10,10 +10,6 @@
 set -o nounset -o pipefail
 
 run=/mnt/berth-run
-exec > >(tee -a "${run}/output.log") 2>&1
-# shellcheck source=/dev/null
-source "${run}/job.env"
-
 src=/opt/berth/src
 export BERTH_VENV=/opt/berth/venv
 export DEBIAN_FRONTEND=noninteractive
@@ -21,6 +17,7 @@ if compgen -G "/mnt/berth-wheels/*.whl" >/dev/null; then
   # PyPI through the host: pip installs from the wheels the host downloaded for this checkout.
   export PIP_NO_INDEX=1 PIP_FIND_LINKS=/mnt/berth-wheels
 fi
+export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 say() { printf '[vm %(%H:%M:%S)T] %s\n' -1 "$*"; }
 
@@ -70,15 +67,35 @@ run_tests() {
   return "${status}"
 }
 
-facts
-say "job ${JOB}"
-sync_checkout
-cd "${src}" || exit 1
-case "${JOB}" in
-  provision) step provision "${src}/hack/install-deps.sh" ;;
-  test) run_tests ;;
-  exec) step exec bash -c "${CMD}" ;;
-  *) say "unknown job ${JOB}"; echo 2 >"${run}/rc.job" ;;
-esac
-sync
-say "done"
+# Tools the host passed along (critest, crictl: static binaries not in Debian).
+install_tools() {
+  local tool
+  for tool in "${run}"/tools/*; do
+    [[ -f "${tool}" ]] && install -m 0755 "${tool}" /usr/local/bin/
+  done
+  return 0
+}
+
+main() {
+  exec > >(tee -a "${run}/output.log") 2>&1
+  # shellcheck source=/dev/null
+  source "${run}/job.env"
+  facts
+  say "job ${JOB}"
+  install_tools
+  sync_checkout
+  cd "${src}" || exit 1
+  case "${JOB}" in
+    provision) step provision "${src}/hack/install-deps.sh" ;;
+    test) run_tests ;;
+    exec) step exec bash -c "${CMD}" ;;
+    *) say "unknown job ${JOB}"; echo 2 >"${run}/rc.job" ;;
+  esac
+  sync
+  say "done"
+}
+
+# One command, so bash has read all of it before it runs: this file lives on the host's share
+# and may be edited while a VM is using it.
+main "$@"
+exit

@@ -11,6 +11,7 @@ import json
 import subprocess
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Final
 
 import structlog
 from prometheus_client import start_http_server
@@ -33,6 +34,8 @@ from snapshotter.registry.auth import load_credentials_file
 from snapshotter.registry.hosts import RegistryHosts
 
 log = structlog.get_logger(__name__)
+
+EXPIRY_INTERVAL: Final = 600.0  # seconds between sweeps for pull leftovers too old to resume
 
 
 async def build_runtime(cfg: Config, stack: AsyncExitStack) -> Runtime:
@@ -65,10 +68,21 @@ async def build_runtime(cfg: Config, stack: AsyncExitStack) -> Runtime:
     stack.callback(pods.release_pin_root, rt)
     stack.push_async_callback(rt.background.aclose)
     await recovery.recover(rt)
+    rt.background.spawn("image-leftovers", _expire_image_leftovers(rt))
     await _start_streaming(rt, stack)
     _start_metrics(cfg, stack)
     _register_state_metrics(rt, stack)
     return rt
+
+
+async def _expire_image_leftovers(rt: Runtime) -> None:
+    """What failed or crashed pulls kept for a retry goes once it is too old to resume."""
+    while True:
+        await asyncio.sleep(EXPIRY_INTERVAL)
+        try:
+            await asyncio.to_thread(rt.images.expire_leftovers)
+        except Exception:
+            log.exception("freeing old pull leftovers failed")
 
 
 def _register_state_metrics(rt: Runtime, stack: AsyncExitStack) -> None:

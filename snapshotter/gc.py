@@ -9,7 +9,13 @@ chain stays through its top. Active and view snapshots are never swept
 Pulls hold a *lease* while they fetch and unpack: a sweep then waits, and
 runs when the last lease is dropped, so it never deletes a blob or layer a
 pull has fetched but not yet recorded. A pull that fails asks for a sweep,
-so its leftovers go too.
+so its whole blobs go too.
+
+Partial downloads (ingests) are what a failed or interrupted pull resumes
+from, so a sweep keeps those written in the last `resume_grace` seconds;
+`expire()` (run periodically by berthd) keeps blobs of that age as well and
+frees everything older, so what a crash left for a retry that never came
+does not outlive the grace.
 """
 
 from __future__ import annotations
@@ -41,11 +47,13 @@ class Collector:
         content: ContentStore,
         live: Roots,
         unfinished_prefix: str,
+        resume_grace: float,
     ) -> None:
         self._snaps = snapshotter
         self._content = content
         self._live = live
         self._unfinished = unfinished_prefix
+        self._grace = resume_grace
         self._lock = threading.Lock()
         self._leases = 0
         self._pending = False
@@ -80,7 +88,15 @@ class Collector:
                 self._pending = True
                 return
             self._pending = False
-            self._sweep(unfinished=False)
+            self._sweep(unfinished=False, keep_ingests_younger_than=self._grace)
+
+    def expire(self) -> None:
+        """Sweep, keeping unreferenced blobs and ingests younger than the grace; skipped while
+        a pull holds a lease (its own sweep follows). Blocking."""
+        with self._lock:
+            if self._leases:
+                return
+            self._sweep(unfinished=False, keep_younger_than=self._grace)
 
     def recover(self, *, keep_younger_than: float = 0.0) -> None:
         """Sweep at start-up, unfinished unpacks included (nothing holds a lease yet).
@@ -88,12 +104,22 @@ class Collector:
         Blobs written less than `keep_younger_than` seconds ago stay even when no image lists
         them: they are what a pull interrupted by a crash had fetched, and the pull retried
         after the restart finds them instead of downloading them again. Any later sweep
-        frees them if no image claimed them.
+        frees the whole blobs if no image claimed them; `expire()` frees both once older.
         """
         with self._lock:
-            self._sweep(unfinished=True, keep_younger_than=keep_younger_than)
+            self._sweep(
+                unfinished=True,
+                keep_younger_than=keep_younger_than,
+                keep_ingests_younger_than=keep_younger_than,
+            )
 
-    def _sweep(self, *, unfinished: bool, keep_younger_than: float = 0.0) -> None:
+    def _sweep(
+        self,
+        *,
+        unfinished: bool,
+        keep_younger_than: float = 0.0,
+        keep_ingests_younger_than: float | None = None,
+    ) -> None:
         chains, blobs = self._live()
         removed = self._sweep_snapshots(chains, unfinished)
         dropped = [
@@ -103,12 +129,25 @@ class Collector:
         ]
         for digest in dropped:
             self._content.delete(digest)
-        if removed or dropped:
-            log.info("unused image data freed", snapshots=removed, blobs=len(dropped))
+        ingest_limit = (
+            keep_younger_than if keep_ingests_younger_than is None else (keep_ingests_younger_than)
+        )
+        aborted = [
+            d for d in self._content.ingests() if not self._young(d, ingest_limit, partial=True)
+        ]
+        for digest in aborted:
+            self._content.abort(digest)
+        if removed or dropped or aborted:
+            log.info(
+                "unused image data freed",
+                snapshots=removed,
+                blobs=len(dropped),
+                partial_downloads=len(aborted),
+            )
 
-    def _young(self, digest: str, limit: float) -> bool:
+    def _young(self, digest: str, limit: float, *, partial: bool = False) -> bool:
         try:
-            return limit > 0 and self._content.age(digest) < limit
+            return limit > 0 and self._content.age(digest, partial=partial) < limit
         except errors.NotFound:
             return False
 

@@ -173,6 +173,7 @@ class ImageStore:
             content=content,
             live=self._live,
             unfinished_prefix=EXTRACT_PREFIX,
+            resume_grace=RESUME_GRACE,
         )
         self._layer_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
@@ -464,14 +465,14 @@ class ImageStore:
             interrupted = db.execute("SELECT count(*) FROM pulls").fetchone()[0]
             db.execute("DELETE FROM pulls")
         grace = RESUME_GRACE if interrupted else 0.0
-        for digest in self._content.ingests():
-            with contextlib.suppress(errors.NotFound):
-                if self._content.age(digest, partial=True) < grace:
-                    continue
-            self._content.abort(digest)
         shutil.rmtree(self.root / "tmp", ignore_errors=True)
         self._gc.recover(keep_younger_than=grace)
         log.info("image store recovered", images=len(self._live()[0]))
+
+    def expire_leftovers(self) -> None:
+        """Free what failed or interrupted pulls kept to resume from once it is older than
+        `RESUME_GRACE` (berthd runs this periodically). Blocking."""
+        self._gc.expire()
 
     # --- container root filesystems -------------------------------------------
 

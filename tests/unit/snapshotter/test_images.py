@@ -11,6 +11,7 @@ import dataclasses
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from snapshotter import errors
 from snapshotter.api import Image, Kind, Mount
 from snapshotter.content import ContentStore
-from snapshotter.images import ImageStore, chain_ids
+from snapshotter.images import RESUME_GRACE, ImageStore, chain_ids
 from snapshotter.overlay import OverlaySnapshotter
 from snapshotter.testing import FakeImage, FakePuller, LayerBuilder, build_image, sha256
 
@@ -423,3 +424,48 @@ def test_database_is_wal_and_durable(env: Env) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         db.close()
+
+
+def _age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def _leftovers(env: Env) -> tuple[str, str]:
+    """A whole blob and a partial download no image lists, as a pull cut short leaves them."""
+    blob = env.content.write_blob(b"fetched before the crash")
+    partial = env.content.ingest(sha256(b"partial download"), 16)
+    partial.write(b"partial")
+    partial.close()
+    return blob, sha256(b"partial download")
+
+
+async def test_crash_mid_pull_keeps_what_it_fetched_until_the_grace_runs_out(env: Env) -> None:
+    blob, partial = _leftovers(env)
+    env.store._journal_pull("docker.io/library/busybox:latest")  # the crash left it
+    store = env.reopen()
+    store.recover()
+    assert blob in env.content.digests() and env.content.ingests() == [partial]
+    store.expire_leftovers()  # young: a retried pull resumes from them
+    assert blob in env.content.digests() and env.content.ingests() == [partial]
+    _age(env.content.path(blob), RESUME_GRACE + 1)
+    _age(
+        env.root / "content" / "ingest" / partial.removeprefix("sha256:") / "data", RESUME_GRACE + 1
+    )
+    store.expire_leftovers()
+    assert blob not in env.content.digests() and env.content.ingests() == []
+
+
+async def test_recover_after_a_clean_stop_frees_every_leftover(env: Env) -> None:
+    _leftovers(env)
+    store = env.reopen()
+    store.recover()
+    assert env.empty() and env.content.ingests() == []
+
+
+async def test_sweep_after_a_removal_keeps_only_a_young_partial_download(env: Env) -> None:
+    image = await _pull(env, [base_layer()])
+    blob, partial = _leftovers(env)
+    await env.store.remove(image.id)
+    assert blob not in env.content.digests()
+    assert env.content.ingests() == [partial]  # a failed pull's retry may still resume it

@@ -21,8 +21,9 @@ import h11
 import wsproto
 import wsproto.events as wsev
 
-from cri.streaming import spdy
+from cri.streaming import portforward, spdy, tunnel
 from cri.streaming.remotecommand import SPDY_PROTOCOLS
+from cri.streaming.spdy_session import ByteWriter
 from cri.streaming.websocket import (
     EXEC_PROTOCOLS,
     PORT_FORWARD_PROTOCOLS,
@@ -141,7 +142,7 @@ class SpdyClient:
     def __init__(
         self,
         reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        writer: ByteWriter,
         protocol: str,
         *,
         window_updates: bool,
@@ -160,6 +161,7 @@ class SpdyClient:
         self.frames_received: list[spdy.Frame] = []
         self._pongs: dict[int, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._pump: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
@@ -177,6 +179,28 @@ class SpdyClient:
         client._task = asyncio.create_task(client._read_loop(trailing))
         return client
 
+    @classmethod
+    async def connect_tunnelled(
+        cls, url: str, protocols: Sequence[str] = portforward.SPDY_PROTOCOLS
+    ) -> SpdyClient:
+        """SPDY inside a WebSocket (subprotocol ``SPDY/3.1+<protocol>``), as current client-go
+        port-forwards over WebSocket."""
+        ws = await WsClient.connect(url, [tunnel.PREFIX + p for p in protocols], raw=True)
+        reader = asyncio.StreamReader()
+
+        async def pump() -> None:
+            try:
+                while (message := await ws.receive_raw()) is not None:
+                    reader.feed_data(message)
+            finally:
+                reader.feed_eof()
+
+        chosen = ws.subprotocol.removeprefix(tunnel.PREFIX)
+        client = cls(reader, _WsBytes(ws), chosen, window_updates=False)
+        client._pump = asyncio.create_task(pump())
+        client._task = asyncio.create_task(client._read_loop(b""))
+        return client
+
     async def open_stream(self, headers: dict[str, str], *, fin: bool = False) -> SpdyClientStream:
         """Open a stream and wait for the server's SYN_REPLY (raises if refused)."""
         async with self._lock:
@@ -185,6 +209,7 @@ class SpdyClient:
             self._next_id += 2
             frame = spdy.SynStream(stream_id=stream.stream_id, headers=headers, fin=fin)
             self._writer.write(self._encoder.encode(frame))
+            await self._writer.drain()
         await stream.replied
         return stream
 
@@ -222,9 +247,10 @@ class SpdyClient:
             await asyncio.shield(self._task)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, self._pump) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._writer.transport.abort()
 
     async def _read_loop(self, trailing: bytes) -> None:
@@ -365,12 +391,14 @@ class WsClient:
         self._ws = ws
         self._events: collections.deque[wsev.Event] = collections.deque()
         self.protocol = EXEC_PROTOCOLS[""]
+        self.subprotocol = ""
         self.close_code: int | None = None
 
     @classmethod
     async def connect(
-        cls, url: str, subprotocols: Sequence[str], *, port_forward: bool = False
+        cls, url: str, subprotocols: Sequence[str], *, port_forward: bool = False, raw: bool = False
     ) -> WsClient:
+        """Open the WebSocket; `raw`: messages are not channel-framed (a tunnel's bytes)."""
         parts = urlsplit(url)
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
         ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
@@ -385,9 +413,28 @@ class WsClient:
             raise UpgradeFailed(event.status_code, _decode_headers(event.headers), b"")
         if not isinstance(event, wsev.AcceptConnection):
             raise ConnectionError(f"unexpected websocket handshake event {event!r}")
-        table = PORT_FORWARD_PROTOCOLS if port_forward else EXEC_PROTOCOLS
-        client.protocol = table[event.subprotocol or ""]
+        client.subprotocol = event.subprotocol or ""
+        if not raw:
+            table = PORT_FORWARD_PROTOCOLS if port_forward else EXEC_PROTOCOLS
+            client.protocol = table[client.subprotocol]
         return client
+
+    async def send_raw(self, data: bytes) -> None:
+        """One binary message, as it is."""
+        self._writer.write(self._ws.send(wsev.BytesMessage(data=data)))
+        await self._writer.drain()
+
+    async def receive_raw(self) -> bytes | None:
+        """The next whole binary message, as it is; None once the server closed."""
+        parts: list[bytes] = []
+        while True:
+            event = await self._next_event()
+            if event is None or isinstance(event, wsev.CloseConnection):
+                return None
+            if isinstance(event, wsev.BytesMessage):
+                parts.append(bytes(event.data))
+                if event.message_finished:
+                    return b"".join(parts)
 
     async def send(self, channel: int, data: bytes) -> None:
         message = encode_message(self.protocol, channel, data)
@@ -442,6 +489,35 @@ class WsClient:
             self.close_code = event.code
             with contextlib.suppress(wsproto.utilities.LocalProtocolError):
                 self._writer.write(self._ws.send(event.response()))
+
+
+class _WsBytes:
+    """A `ByteWriter` sending each drained write as one binary WebSocket message."""
+
+    def __init__(self, ws: WsClient) -> None:
+        self._ws = ws
+        self._pending: list[bytes] = []
+        self.transport = ws._writer.transport
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(bytes(data))
+
+    async def drain(self) -> None:
+        if self._pending:
+            data, self._pending = b"".join(self._pending), []
+            await self._ws.send_raw(data)
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def write_eof(self) -> None:
+        raise NotImplementedError("a WebSocket cannot half-close")
+
+    def close(self) -> None:
+        self.transport.abort()
 
 
 async def exec_websocket(

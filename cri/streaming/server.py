@@ -30,7 +30,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from cri import errors
 from cri.api.v1 import api_pb2
-from cri.streaming import portforward, remotecommand, websocket
+from cri.streaming import portforward, remotecommand, tunnel, websocket
 from cri.streaming.api import ProcessStream, StreamingBackend
 from cri.streaming.remotecommand import Options
 from cri.streaming.spdy_session import SpdySession
@@ -43,6 +43,7 @@ _HEAD_TIMEOUT = 30.0
 _HEAD_LIMIT = 64 * 1024
 
 Request = api_pb2.ExecRequest | api_pb2.AttachRequest | api_pb2.PortForwardRequest
+_PF_SPDY = list(portforward.SPDY_PROTOCOLS)  # what a WebSocket may tunnel
 _KINDS: dict[str, type[Request]] = {
     "exec": api_pb2.ExecRequest,
     "attach": api_pb2.AttachRequest,
@@ -281,12 +282,21 @@ class StreamingServer:
         stored: Request,
         request: h11.Request,
     ) -> None:
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        offered = _websocket_request(ws, head).subprotocols
+        if kind == "portforward" and (inner := tunnel.tunnelled(offered, _PF_SPDY)):
+            writer.write(ws.send(wsev.AcceptConnection(subprotocol=inner)))
+            conn = websocket.WsConnection(reader, writer, ws, idle_timeout=self._idle_timeout)
+            assert isinstance(stored, api_pb2.PortForwardRequest)
+            await self._serve_tunnel(conn, inner, stored)
+            return
         supported = (
             websocket.PORT_FORWARD_PROTOCOLS if kind == "portforward" else websocket.EXEC_PROTOCOLS
         )
+        protocol = websocket.choose_protocol(offered, supported)
+        if protocol is None:
+            raise HttpError(403, f"requested protocol(s) are not supported: {offered}")
         ports = _ports(stored, request) if isinstance(stored, api_pb2.PortForwardRequest) else []
-        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-        protocol = _accept_websocket(ws, head, supported)
         writer.write(ws.send(wsev.AcceptConnection(subprotocol=protocol.name or None)))
         conn = websocket.WsConnection(reader, writer, ws, idle_timeout=self._idle_timeout)
         log.info(
@@ -309,6 +319,37 @@ class StreamingServer:
                 report_exit_code=isinstance(stored, api_pb2.ExecRequest),
             )
         log.info("streaming session ended", kind=kind, transport="websocket", **_ids(stored))
+
+    async def _serve_tunnel(
+        self, conn: websocket.WsConnection, protocol: str, stored: api_pb2.PortForwardRequest
+    ) -> None:
+        """Port-forward over SPDY inside the WebSocket (see tunnel.py)."""
+        inside = tunnel.Tunnel(conn)
+        session = SpdySession(
+            inside.reader,
+            inside.writer,
+            idle_timeout=self._idle_timeout,
+            stream_filter=portforward.check_stream_headers,
+        )
+        log.info(
+            "streaming session started",
+            kind="portforward",
+            transport="websocket",
+            protocol=protocol,
+            **_ids(stored),
+        )
+        work = portforward.SpdyPortForward(
+            session, self._backend, stored.pod_sandbox_id, creation_timeout=self._creation_timeout
+        ).run()
+        pump = asyncio.create_task(inside.pump())
+        try:
+            await _drive(session, work)
+        finally:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+            await conn.close()
+        log.info("streaming session ended", kind="portforward", transport="websocket",
+                 **_ids(stored))  # fmt: skip
 
     def _starter(
         self, stored: api_pb2.ExecRequest | api_pb2.AttachRequest
@@ -400,9 +441,7 @@ def _negotiate_spdy(request: h11.Request, supported: Sequence[str]) -> str:
     )
 
 
-def _accept_websocket(
-    ws: wsproto.WSConnection, head: bytes, supported: dict[str, websocket.WsProtocol]
-) -> websocket.WsProtocol:
+def _websocket_request(ws: wsproto.WSConnection, head: bytes) -> wsev.Request:
     try:
         ws.receive_data(head)
         event = next(iter(ws.events()), None)
@@ -410,10 +449,7 @@ def _accept_websocket(
         raise HttpError(400, f"bad websocket handshake: {exc}") from None
     if not isinstance(event, wsev.Request):
         raise HttpError(400, "bad websocket handshake")
-    protocol = websocket.choose_protocol(event.subprotocols, supported)
-    if protocol is None:
-        raise HttpError(403, f"requested protocol(s) are not supported: {event.subprotocols}")
-    return protocol
+    return event
 
 
 def _ports(stored: api_pb2.PortForwardRequest, request: h11.Request) -> list[int]:

@@ -25,6 +25,7 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import structlog
 
@@ -38,6 +39,31 @@ _RECV_BUFFER_LIMIT = 1024 * 1024
 _LINGER = 2.0
 
 StreamFilter = Callable[[Mapping[str, str]], str | None]
+
+
+class _Abortable(Protocol):
+    def abort(self) -> None: ...
+
+
+class ByteWriter(Protocol):
+    """Where a session writes: an `asyncio.StreamWriter`, or a WebSocket tunnel's writer."""
+
+    @property
+    def transport(self) -> _Abortable:
+        """What `abort()` drops the connection through."""
+        ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def can_write_eof(self) -> bool: ...
+
+    def write_eof(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class StreamClosed(ConnectionError):
@@ -140,7 +166,7 @@ class SpdySession:
     def __init__(
         self,
         reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        writer: ByteWriter,
         *,
         idle_timeout: float = 4 * 3600,
         stream_filter: StreamFilter | None = None,

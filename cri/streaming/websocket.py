@@ -163,6 +163,10 @@ class WsConnection:
         """Drop the socket at once."""
         self._writer.transport.abort()
 
+    def is_open(self) -> bool:
+        """Whether messages can still be sent."""
+        return self._ws.state is ConnectionState.OPEN and not self._writer.is_closing()
+
     async def _fill(self) -> None:
         try:
             data = await self._reader.read(64 * 1024)

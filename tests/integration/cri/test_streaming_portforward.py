@@ -1,4 +1,6 @@
-"""Port-forward over SPDY (portforward.k8s.io) to a local TCP echo server."""
+"""Port-forward over SPDY (portforward.k8s.io) to a local TCP echo server: on an upgraded HTTP
+connection, and tunnelled inside a WebSocket (``SPDY/3.1+portforward.k8s.io``, what current
+kubectl and crictl use with ``--transport websocket``)."""
 
 from __future__ import annotations
 
@@ -27,10 +29,15 @@ async def echo_port() -> AsyncIterator[int]:
         yield port
 
 
-@pytest.fixture
-async def client(server: StreamingServer) -> AsyncIterator[SpdyClient]:
+@pytest.fixture(params=["spdy", "websocket-tunnel"])
+async def client(
+    server: StreamingServer, request: pytest.FixtureRequest
+) -> AsyncIterator[SpdyClient]:
     url = server.get_port_forward(api_pb2.PortForwardRequest(pod_sandbox_id="pod1"))
-    client = await SpdyClient.connect(url, ["portforward.k8s.io"])
+    if request.param == "spdy":
+        client = await SpdyClient.connect(url, ["portforward.k8s.io"])
+    else:
+        client = await SpdyClient.connect_tunnelled(url)
     yield client
     await client.close()
 
@@ -101,4 +108,18 @@ async def test_exec_protocols_are_refused_for_port_forward(server: StreamingServ
     url = server.get_port_forward(api_pb2.PortForwardRequest(pod_sandbox_id="pod1"))
     with pytest.raises(UpgradeFailed) as failed:
         await SpdyClient.connect(url, ["v4.channel.k8s.io"])
+    assert failed.value.status == 403
+
+
+async def test_a_tunnel_for_an_unknown_inner_protocol_is_refused(server: StreamingServer) -> None:
+    url = server.get_port_forward(api_pb2.PortForwardRequest(pod_sandbox_id="pod1"))
+    with pytest.raises(UpgradeFailed) as failed:
+        await SpdyClient.connect_tunnelled(url, ["v4.channel.k8s.io"])
+    assert failed.value.status == 403
+
+
+async def test_a_tunnel_is_offered_only_for_port_forward(server: StreamingServer) -> None:
+    url = server.get_exec(api_pb2.ExecRequest(container_id="c1", cmd=["true"], stdout=True))
+    with pytest.raises(UpgradeFailed) as failed:
+        await SpdyClient.connect_tunnelled(url, ["portforward.k8s.io"])
     assert failed.value.status == 403

@@ -20,6 +20,7 @@ class Options:
     parallel: tuple[int, ...] = (10, 50)
     containers: int = 20  # containers created+started, then stopped+removed, in one pod
     exec_calls: int = 200
+    exec_stream_mb: int = 128  # MiB a streaming exec writes to stdout, per transport and rep
     pull_reps: int = 3
     big_layers: int = 4
     big_layer_mb: int = 30
@@ -46,6 +47,7 @@ QUICK = {
     "parallel": (4,),
     "containers": 3,
     "exec_calls": 20,
+    "exec_stream_mb": 8,
     "pull_reps": 1,
     "big_layers": 2,
     "big_layer_mb": 10,

@@ -1,8 +1,19 @@
-"""ExecSync round trips: `true` run N times back to back in one running container."""
+"""Exec: ExecSync round trips (`true` run N times back to back in one running container, the
+probe pattern) and streaming exec throughput (bytes a command writes to stdout, through the
+runtime's streaming server, read by `crictl exec` over SPDY and over WebSocket).
+
+The throughput figures need `crictl` on PATH (a Go client, so the client is not what is
+measured); without it they record "skipped".
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import time
 from functools import partial
+from typing import Final
 
 from cri.api.v1 import api_pb2
 from e2e.bench import cri_ops
@@ -13,6 +24,12 @@ from e2e.bench.workloads import Context
 from e2e.bench.workloads.common import attempt
 
 KEY = "exec.sync"
+TRANSPORTS: Final = ("spdy", "websocket")
+MIB: Final = 1 << 20
+
+
+def stream_key(transport: str) -> str:
+    return f"exec.stream.{transport}"
 
 
 class ExecWorkload:
@@ -21,6 +38,12 @@ class ExecWorkload:
     def define(self, results: Results, options: Options) -> None:
         results.define(FigureSpec(key=KEY, title="ExecSync round trip (`true`)", unit="ms",
                                   group="exec"))  # fmt: skip
+        for transport in TRANSPORTS:
+            results.define(FigureSpec(
+                key=stream_key(transport),
+                title=f"exec stdout throughput, crictl --transport {transport}",
+                unit="MiB/s", group="exec-stream", better="higher",
+            ))  # fmt: skip
 
     def repetitions(self, options: Options) -> int:
         return options.reps
@@ -37,7 +60,21 @@ class ExecWorkload:
             outcome = attempt(res, KEY, target.name, partial(_exec, target, request))
             if outcome is not None:
                 res.add(KEY, target.name, outcome)
+        for transport in TRANSPORTS:
+            self._stream(target, ctx, started.container_id, transport)
         attempt(res, KEY, target.name, partial(cri_ops.teardown_pod, target, started.pod.id))
+
+    def _stream(self, target: Target, ctx: Context, container_id: str, transport: str) -> None:
+        key = stream_key(transport)
+        crictl = shutil.which("crictl")
+        if crictl is None:
+            ctx.results.set_status(key, target.name, "skipped: crictl not on PATH")
+            return
+        size = ctx.options.exec_stream_mb * MIB
+        call = partial(stream_exec, crictl, target, container_id, transport, size)
+        outcome = attempt(ctx.results, key, target.name, call)
+        if outcome is not None:
+            ctx.results.add(key, target.name, outcome)
 
 
 def _exec(target: Target, request: api_pb2.ExecSyncRequest) -> float:
@@ -45,3 +82,28 @@ def _exec(target: Target, request: api_pb2.ExecSyncRequest) -> float:
     if resp.exit_code != 0:
         raise RuntimeError(f"`true` exited {resp.exit_code}: {resp.stderr[:200]!r}")
     return ms
+
+
+def stream_exec(crictl: str, target: Target, container_id: str, transport: str,
+                size: int) -> float:  # fmt: skip
+    """MiB/s of `head -c <size> /dev/zero` run by `crictl exec`, counted as it arrives.
+
+    The time includes crictl's start and the Exec call (a few ms against a transfer of a
+    second or more); the bytes read must be exactly `size`.
+    """
+    argv = [crictl, "--runtime-endpoint", target.runtime.endpoint, "--timeout", "60s",
+            "exec", "--transport", transport, container_id,
+            "head", "-c", str(size), "/dev/zero"]  # fmt: skip
+    began = time.perf_counter()
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        got = 0
+        while chunk := os.read(proc.stdout.fileno(), MIB):
+            got += len(chunk)
+        err = proc.stderr.read().decode(errors="replace").strip()
+        code = proc.wait(timeout=60)
+    seconds = time.perf_counter() - began
+    if code != 0 or got != size:
+        raise RuntimeError(f"crictl exec ({transport}) exited {code}, read {got} of {size} "
+                           f"bytes: {err[-300:]}")  # fmt: skip
+    return size / MIB / seconds

@@ -11,6 +11,7 @@ import pytest
 
 from cri.api.v1 import api_pb2
 from tests.integration.cri.test_pod_e2e import create_start, mounts_under, run_pod, wait_state
+from tests.support import cgroup_view as cg
 from tests.support.berthd import Berthd
 from tests.support.fixtures_pods import CniNet
 from tests.support.fixtures_registry import LocalRegistry
@@ -18,6 +19,7 @@ from tests.support.fixtures_registry import LocalRegistry
 pytestmark = [pytest.mark.root, pytest.mark.runc, pytest.mark.cni, pytest.mark.registry]
 
 COUNTER = "i=0; while :; do echo line-$i; i=$((i+1)); sleep 0.05; done"
+EXITER = "i=0; while [ $i -lt 10 ]; do echo line-$i; i=$((i+1)); sleep 0.4; done"
 
 
 def shim_pids(state: Path) -> list[int]:
@@ -43,39 +45,40 @@ def sequence_has_no_gap(log: Path) -> bool:
     return numbers == list(range(len(numbers))) and len(numbers) > 0
 
 
-def test_sigkill_with_pods_running_loses_nothing_and_leaks_nothing(
+def test_sigkill_with_20_containers_and_5_exits_meanwhile_loses_nothing_and_leaks_nothing(
     pod_berthd: Berthd, registry: LocalRegistry, cni_net: CniNet, tmp_path: Path
 ) -> None:
     rt = pod_berthd.client.runtime
     pods: dict[str, str] = {}
-    running: dict[str, str] = {}
+    running: dict[str, str] = {}  # container id -> pod id
+    exiting: dict[str, int] = {}  # container id -> the code it exits with while berthd is down
     for n in range(10):
         pod_id = run_pod(pod_berthd, f"p{n}", tmp_path / f"p{n}")
         pods[pod_id] = rt.PodSandboxStatus(
             api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id)
         ).status.network.ip
-        running[pod_id] = create_start(
-            pod_berthd,
-            pod_id,
-            "counter",
-            registry.ref(),
-            ["sh", "-c", COUNTER],
-            tmp_path / f"p{n}",
-        )
-    first = next(iter(pods))
-    exiting = create_start(
-        pod_berthd,
-        first,
-        "exits",
-        registry.ref(),
-        ["sh", "-c", "sleep 1.5; exit 5"],
-        tmp_path / "p0",
-    )
+        for name in ("counter", "second")[: 2 - n % 2]:
+            cid = create_start(
+                pod_berthd, pod_id, name, registry.ref(), ["sh", "-c", COUNTER], tmp_path / f"p{n}"
+            )
+            running[cid] = pod_id
+    for n, pod_id in enumerate(pods):
+        if n % 2:  # last, so that all of them are still running when berthd is killed
+            code = 3 + n // 2
+            argv = ["sh", "-c", f"{EXITER}; exit {code}"]
+            cid = create_start(
+                pod_berthd, pod_id, "exits", registry.ref(), argv, tmp_path / f"p{n}"
+            )
+            exiting[cid] = code
+    assert (len(running), len(exiting)) == (15, 5)
     shims_before = shim_pids(pod_berthd.state)
-    assert len(shims_before) == 11
+    assert len(shims_before) == 20
 
+    for cid in exiting:
+        status = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid)).status
+        assert status.state == api_pb2.CONTAINER_RUNNING
     pod_berthd.kill()
-    time.sleep(2.5)  # the exiting container exits while berthd is down
+    time.sleep(5)  # the exiters exit while berthd is down
     assert all(alive(pid) for pid in shim_pids(pod_berthd.state))  # containers kept running
     pod_berthd.start()
     rt = pod_berthd.client.runtime
@@ -86,18 +89,24 @@ def test_sigkill_with_pods_running_loses_nothing_and_leaks_nothing(
     for pod_id, ip in pods.items():
         status = rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id))
         assert status.status.network.ip == ip
-    for cid in running.values():
+    assert len(rt.ListContainers(api_pb2.ListContainersRequest()).containers) == 20
+    for cid in running:
         assert wait_state(pod_berthd, cid, api_pb2.CONTAINER_RUNNING).state == (
             api_pb2.CONTAINER_RUNNING
         )
-    gone = wait_state(pod_berthd, exiting, api_pb2.CONTAINER_EXITED)
-    assert (gone.state, gone.exit_code, gone.reason) == (api_pb2.CONTAINER_EXITED, 5, "Error")
-    result = rt.ExecSync(
-        api_pb2.ExecSyncRequest(container_id=next(iter(running.values())), cmd=["true"])
-    )
+    for cid, code in exiting.items():
+        gone = wait_state(pod_berthd, cid, api_pb2.CONTAINER_EXITED)
+        assert (gone.state, gone.exit_code, gone.reason) == (
+            api_pb2.CONTAINER_EXITED,
+            code,
+            "Error",
+        )
+        log = Path(gone.log_path)
+        assert sequence_has_no_gap(log) and "line-9" in log.read_text(), log.read_text()[-500:]
+    result = rt.ExecSync(api_pb2.ExecSyncRequest(container_id=next(iter(running)), cmd=["true"]))
     assert result.exit_code == 0  # reconnected shims answer
 
-    for cid in running.values():
+    for cid in running:
         rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=0))
         log = Path(
             rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid)).status.log_path
@@ -151,4 +160,4 @@ def _in_state(pid: int, state: Path) -> bool:
         cgroup = Path(f"/proc/{pid}/cgroup").read_text()
     except FileNotFoundError:
         return False
-    return "/berth/" in cgroup and state.exists()
+    return cg.in_berth_container(cgroup) and state.exists()

@@ -1,9 +1,12 @@
 """The image store: images, their layers and blobs, kept together and durably.
 
-    pull(ref) ─► Puller ─► blobs in the content store
+    pull(ref) ─► Puller ─► blobs in the content store ──(PullStages: plan, each blob stored)
                               │
-              each missing layer: prepare("extract/…", parent chain) ─► apply_layer
-                              │   (blob digest, size and diff_id verified) ─► commit(chain id)
+              each missing layer, as soon as its blob is in (two at a time, while later
+              blobs download): prepare("extract/…", no parent) ─► apply_layer
+                              │   (blob size and diff_id verified; the blob digest too,
+                              │    unless this process hashed it as it stored it)
+                              │   ─► once the layer below is committed: commit(chain id) onto it
                               ▼
               images.db: image row (config, top chain id, blobs it keeps) + refs (tags, digests)
 
@@ -29,15 +32,17 @@ import builtins
 import contextlib
 import hashlib
 import json
+import os
 import re
 import secrets
 import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 import structlog
 
@@ -48,10 +53,10 @@ from snapshotter.fsutil import mountpoint_of
 from snapshotter.gc import Collector
 from snapshotter.mount import writable_dir
 from snapshotter.overlay import OverlaySnapshotter, open_db
-from snapshotter.puller import Progress, PullResult
+from snapshotter.puller import Progress, Puller, PullResult, PullStages, first_error
 from snapshotter.reference import Reference, is_image_id, parse
 from snapshotter.registry.auth import Credentials
-from snapshotter.streams import VerifyingReader
+from snapshotter.streams import Readable, VerifyingReader
 from snapshotter.unpack import DEFAULT_LIMITS, LayerStats, UnpackLimits, apply_layer
 
 __all__ = ["FsUsage", "Image", "ImagePuller", "ImageStore", "Mount", "chain_ids", "ref_key"]
@@ -66,6 +71,10 @@ MIN_ID_PREFIX: Final = 6
 _HEX_PREFIX = re.compile(r"[a-f0-9]+")
 # How long an interrupted pull's downloads survive a restart unclaimed (seconds).
 RESUME_GRACE: Final = 3600.0
+# Layers of one pull unpacked side by side while later ones download. Unpacking is mostly
+# hashing, inflating and writing outside the GIL; each holds ~10 MiB of buffers.
+UNPACK_AT_ONCE: Final = 2
+T = TypeVar("T")
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS images (
@@ -176,6 +185,7 @@ class ImageStore:
             resume_grace=RESUME_GRACE,
         )
         self._layer_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._unpack_slots = asyncio.Semaphore(UNPACK_AT_ONCE)
 
     def close(self) -> None:
         with self._lock:
@@ -200,11 +210,108 @@ class ImageStore:
         token = await asyncio.to_thread(self._journal_pull, str(reference))
         try:
             async with self._gc.lease():
-                result = await self._puller.pull(reference, auth=auth, progress=progress)
+                result = await self._pull_unpacking(reference, auth, progress)
                 image_id = await self._store(resolved_from_pull(result))
         finally:
             await _in_thread_to_the_end(self._end_pull, token)
         return await asyncio.to_thread(self.get, image_id)
+
+    async def _pull_unpacking(
+        self,
+        reference: Reference,
+        auth: Credentials | None,
+        progress: Callable[[Progress], None] | None,
+    ) -> PullResult:
+        """The pull, with each layer unpacked as soon as its blob and its parent are in.
+
+        Unpacking layer n overlaps downloading the layers above it. A puller that cannot
+        report stages (a test fake) is pulled whole first; `_store` unpacks what is left.
+        """
+        if not isinstance(self._puller, Puller):
+            return await self._puller.pull(reference, auth=auth, progress=progress)
+        stages = PullStages()
+        pulling = asyncio.ensure_future(
+            self._puller.pull(reference, auth=auth, progress=progress, stages=stages)
+        )
+        try:
+            await self._unpack_stages(stages)
+        except BaseException:
+            # An unpack failed (or we were cancelled): the downloads are of no more use.
+            pulling.cancel()
+            await asyncio.wait({pulling})
+            if not pulling.cancelled():
+                pulling.exception()  # retrieved: the unpack's error is the one to report
+            raise
+        return await pulling
+
+    async def _unpack_stages(self, stages: PullStages) -> None:
+        """Unpack the plan's layers as their blobs arrive, up to `UNPACK_AT_ONCE` side by
+        side, each into its own parentless snapshot; commit them in chain order. Stops
+        (leaving the rest to `_store`) when the pull ends without a blob."""
+        plan = await stages.until_plan()
+        if plan is None:
+            return
+        chains = chain_ids(plan.diff_ids)
+        layers = as_layer_blobs(plan.layers)
+        loop = asyncio.get_running_loop()
+        prepared = [loop.create_future() for _ in layers]
+        committed: list[asyncio.Future[bool]] = [loop.create_future() for _ in layers]
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i, (layer, diff_id, chain) in enumerate(
+                    zip(layers, plan.diff_ids, chains, strict=True)
+                ):
+                    step = _Step(
+                        layer=layer,
+                        diff_id=diff_id,
+                        chain=chain,
+                        parent=chains[i - 1] if i else None,
+                        prepared_below=prepared[i - 1] if i else None,
+                        prepared=prepared[i],
+                        committed_below=committed[i - 1] if i else None,
+                        committed=committed[i],
+                    )
+                    group.create_task(self._stage_layer(stages, step))
+        except BaseExceptionGroup as group_error:
+            raise first_error(group_error) from None
+
+    async def _stage_layer(self, stages: PullStages, step: _Step) -> None:
+        """One layer of `_unpack_stages`. Snapshots are prepared in chain order (parents get
+        the lower ids, which sweeps rely on), extracted when the blob is in, and committed
+        once the layer below is. Sets `step.committed` to whether the chain now exists."""
+        key = ""
+        try:
+            async with self._chain_lock(step.chain):
+                if await asyncio.to_thread(self._has_layer, step.chain):
+                    _settle(step.prepared, True)
+                    _settle(step.committed, True)
+                    return
+                if step.prepared_below is not None:
+                    await step.prepared_below
+                key = f"{EXTRACT_PREFIX}{secrets.token_hex(8)}/{step.chain}"
+                await _in_thread_to_the_end(self._prepare_extract, key, step.chain)
+                _settle(step.prepared, True)
+                if not await stages.until_stored(step.layer.digest):
+                    _settle(step.committed, False)  # the pull failed: awaiting it says why
+                    return
+                async with self._unpack_slots:
+                    started = time.monotonic()
+                    stats = await _in_thread_to_the_end(
+                        self._extract, step.layer, step.diff_id, key
+                    )
+                if step.committed_below is not None and not await step.committed_below:
+                    _settle(step.committed, False)
+                    return
+                done = await _in_thread_to_the_end(self._commit_layer, key, step.chain, step.parent)
+                key = ""  # committed, or removed as a duplicate
+                if done:
+                    self._log_unpacked(step.layer, step.chain, stats, started)
+                _settle(step.committed, True)
+        finally:
+            _settle(step.prepared, False)
+            _settle(step.committed, False)
+            if key:
+                await _in_thread_to_the_end(self._discard, key)
 
     def _journal_pull(self, ref: str) -> str:
         """Record durably that a pull is under way, so a crash mid-pull is recognised."""
@@ -243,12 +350,18 @@ class ImageStore:
     async def _ensure_layer(
         self, layer: LayerBlob, diff_id: str, chain: str, parent: str | None
     ) -> None:
+        async with self._chain_lock(chain):
+            if not await asyncio.to_thread(self._has_layer, chain):
+                await _in_thread_to_the_end(self._unpack, layer, diff_id, chain, parent)
+
+    @contextlib.asynccontextmanager
+    async def _chain_lock(self, chain: str) -> AsyncIterator[None]:
+        """One unpack per chain id at a time, across concurrent pulls and imports."""
         lock, users = self._layer_locks.get(chain, (asyncio.Lock(), 0))
         self._layer_locks[chain] = (lock, users + 1)
         try:
             async with lock:
-                if not await asyncio.to_thread(self._has_layer, chain):
-                    await _in_thread_to_the_end(self._unpack, layer, diff_id, chain, parent)
+                yield
         finally:
             lock, users = self._layer_locks[chain]
             if users == 1:
@@ -268,25 +381,63 @@ class ImageStore:
     def _unpack(self, layer: LayerBlob, diff_id: str, chain: str, parent: str | None) -> None:
         started = time.monotonic()
         key = f"{EXTRACT_PREFIX}{secrets.token_hex(8)}/{chain}"
-        mounts = self._snaps.prepare(key, parent, labels={LABEL_CHAIN: chain})
+        self._snaps.prepare(key, parent, labels={LABEL_CHAIN: chain})
+        stats = self._extract(layer, diff_id, key)
         try:
-            stats = self._apply(layer, diff_id, writable_dir(mounts))
             self._snaps.commit(chain, key)
         except errors.AlreadyExists:
             # Chain ids name content: whoever committed it first made the same layer.
             self._snaps.remove(key)
             return
         except BaseException as exc:
-            # Free the space first: with a full disk, not even the metadata update could run.
-            shutil.rmtree(writable_dir(mounts), ignore_errors=True)
-            with contextlib.suppress(errors.Error, sqlite3.Error):
-                self._snaps.remove(key)
-            if errors.is_disk_full(exc):
-                raise errors.ResourceExhausted(
-                    f"No space left on device under {self.root.parent} while unpacking layer "
-                    f"{layer.digest}: {exc}"
-                ) from exc
+            self._discard(key)
+            self._raise_if_disk_full(exc, layer)
             raise
+        self._log_unpacked(layer, chain, stats, started)
+
+    def _prepare_extract(self, key: str, chain: str) -> None:
+        self._snaps.prepare(key, None, labels={LABEL_CHAIN: chain})
+
+    def _extract(self, layer: LayerBlob, diff_id: str, key: str) -> LayerStats:
+        """Apply the layer's blob into active snapshot `key`; on failure remove the snapshot."""
+        try:
+            return self._apply(layer, diff_id, writable_dir(self._snaps.mounts(key)))
+        except BaseException as exc:
+            self._discard(key)
+            self._raise_if_disk_full(exc, layer)
+            raise
+
+    def _commit_layer(self, key: str, chain: str, parent: str | None) -> bool:
+        """Commit parentless `key` as `chain` on `parent`; False if `chain` existed already
+        (then `key` is removed). On failure `key` is removed too."""
+        try:
+            self._snaps.commit_onto(chain, key, parent)
+        except errors.AlreadyExists:
+            # Chain ids name content: whoever committed it first made the same layer.
+            self._discard(key)
+            return False
+        except BaseException as exc:
+            self._discard(key)
+            self._raise_if_disk_full(exc, None)
+            raise
+        return True
+
+    def _discard(self, key: str) -> None:
+        """Remove unfinished snapshot `key`, its files first: with a full disk, not even the
+        metadata update could run before space is freed."""
+        with contextlib.suppress(errors.Error, sqlite3.Error):
+            shutil.rmtree(writable_dir(self._snaps.mounts(key)), ignore_errors=True)
+            self._snaps.remove(key)
+
+    def _raise_if_disk_full(self, exc: BaseException, layer: LayerBlob | None) -> None:
+        if errors.is_disk_full(exc):
+            what = f"unpacking layer {layer.digest}" if layer else "committing a layer"
+            raise errors.ResourceExhausted(
+                f"No space left on device under {self.root.parent} while {what}: {exc}"
+            ) from exc
+
+    @staticmethod
+    def _log_unpacked(layer: LayerBlob, chain: str, stats: LayerStats, started: float) -> None:
         log.info(
             "layer unpacked",
             digest=layer.digest,
@@ -297,24 +448,36 @@ class ImageStore:
         )
 
     def _apply(self, layer: LayerBlob, diff_id: str, dest: Path) -> LayerStats:
+        """Extract the blob into `dest`. A blob this process verified as it stored it (every
+        download and import) is not hashed again, only its size checked; any other is."""
         try:
-            blob = open(self._content.path(layer.digest), "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
+            blob, verified = self._content.open_blob(layer.digest)
+        except errors.NotFound:
             raise errors.NotFound(
                 f"layer blob {layer.digest} missing from the content store"
             ) from None
         with blob:
+            if verified:
+                size = os.fstat(blob.fileno()).st_size
+                if size != layer.size:
+                    raise errors.InvalidArgument(
+                        f"blob {layer.digest}: {size} bytes, manifest says {layer.size}"
+                    )
+                return self._apply_from(blob, layer, diff_id, dest)
             src = VerifyingReader(blob, digest=layer.digest, size=layer.size)
-            stats = apply_layer(
-                src,
-                layer.media_type,
-                dest,
-                layer=layer.digest,
-                expected_diff_id=diff_id,
-                limits=self._limits,
-            )
+            stats = self._apply_from(src, layer, diff_id, dest)
             src.verify()
         return stats
+
+    def _apply_from(self, src: Readable, layer: LayerBlob, diff_id: str, dest: Path) -> LayerStats:
+        return apply_layer(
+            src,
+            layer.media_type,
+            dest,
+            layer=layer.digest,
+            expected_diff_id=diff_id,
+            limits=self._limits,
+        )
 
     def _record(self, image: ResolvedImage, chain: str) -> None:
         now = time.time_ns()
@@ -556,13 +719,13 @@ class ImageStore:
             self._db.execute("COMMIT")
 
 
-async def _in_thread_to_the_end(fn: Callable[..., None], *args: object) -> None:
+async def _in_thread_to_the_end(fn: Callable[..., T], *args: object) -> T:
     """Run `fn` in a thread. A thread cannot be stopped, so if the caller is cancelled
     this still waits for it before re-raising: the locks and the lease held around
     it must not be released while it still writes."""
     task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
     try:
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
     except asyncio.CancelledError:
         while not task.done():
             with contextlib.suppress(asyncio.CancelledError):
@@ -570,6 +733,25 @@ async def _in_thread_to_the_end(fn: Callable[..., None], *args: object) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.debug("work abandoned by a cancelled caller failed", error=str(task.exception()))
         raise
+
+
+def _settle(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Step:
+    """One layer of a staged unpack, with the futures linking it to the layer below."""
+
+    layer: LayerBlob
+    diff_id: str
+    chain: str
+    parent: str | None
+    prepared_below: asyncio.Future[bool] | None
+    prepared: asyncio.Future[bool]
+    committed_below: asyncio.Future[bool] | None
+    committed: asyncio.Future[bool]
 
 
 @contextlib.contextmanager

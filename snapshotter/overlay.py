@@ -126,8 +126,33 @@ class OverlaySnapshotter:
             return self._mounts(row, self._ancestors(row.parent_id))
 
     def commit(self, name: str, key: str, *, labels: Mapping[str, str] | None = None) -> None:
+        self._commit(name, key, labels, onto=None, reparent=False)
+
+    def commit_onto(
+        self, name: str, key: str, parent: str | None, *, labels: Mapping[str, str] | None = None
+    ) -> None:
+        """Commit active snapshot `key`, prepared without a parent, as `name` on top of the
+        committed snapshot `parent` (None: a base layer).
+
+        For layers unpacked side by side: an extracted layer's files do not depend on the
+        layers below it, so it can be unpacked before its parent exists and linked at commit.
+        FailedPrecondition if `key` has a parent already or `parent` is not committed.
+        """
+        self._commit(name, key, labels, onto=parent, reparent=True)
+
+    def _commit(
+        self,
+        name: str,
+        key: str,
+        labels: Mapping[str, str] | None,
+        *,
+        onto: str | None,
+        reparent: bool,
+    ) -> None:
         _check_key(name)
         row = self._active(key)
+        if reparent and row.parent_id is not None:
+            raise errors.FailedPrecondition(f"snapshot {key} already has a parent")
         size, inodes = disk_usage(self._fs(row.id))
         if self._sync:
             syncfs(self._fs(row.id))
@@ -137,11 +162,16 @@ class OverlaySnapshotter:
                 raise errors.FailedPrecondition(f"snapshot {key} changed during commit")
             if self._find(name) is not None:
                 raise errors.AlreadyExists(f"snapshot {name} already exists")
+            parent_id = row.parent_id
+            if reparent:
+                parent_row = self._parent(onto) if onto else None
+                parent_id = parent_row.id if parent_row else None
+                self._check_depth(name, self._ancestors(parent_id))
             merged = json.loads(row.labels) | dict(labels or {})
             db.execute(
-                "UPDATE snapshots SET key=?, kind='committed', labels=?, updated_ns=?,"
-                " size=?, inodes=? WHERE id=?",
-                (name, json.dumps(merged), time.time_ns(), size, inodes, row.id),
+                "UPDATE snapshots SET key=?, kind='committed', parent_id=?, labels=?,"
+                " updated_ns=?, size=?, inodes=? WHERE id=?",
+                (name, parent_id, json.dumps(merged), time.time_ns(), size, inodes, row.id),
             )
         log.debug("snapshot committed", key=key, name=name, size=size, inodes=inodes)
 

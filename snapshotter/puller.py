@@ -51,7 +51,9 @@ T = TypeVar("T")
 K = TypeVar("K")
 _MAX_INDEX_DEPTH: Final = 3
 _PROGRESS_BYTES: Final = 256 << 10
-_WRITE_SIZE: Final = 4 << 20  # few thread hand-offs; at most 4 MiB buffered per download
+# Network chunks are gathered into writes of this size, done in a thread (few hand-offs);
+# at most twice this is held per download while a write joins them.
+_WRITE_SIZE: Final = 1 << 20
 _PROGRESS_SECONDS: Final = 1.0
 _LOG_SECONDS: Final = 5.0
 
@@ -67,6 +69,57 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PullPlan:
+    """What a pull fetches, known once its manifest and config are: the layers in order."""
+
+    layers: tuple[Descriptor, ...]
+    diff_ids: tuple[str, ...]
+
+
+class PullStages:
+    """How far a pull has got, for a caller that unpacks layers while later ones download.
+
+    Pass one to `Puller.pull`; it learns the plan once the config is in, then each layer
+    blob once it is committed (verified) in the content store. It is closed when that
+    `pull` call returns or fails, so waiting on it never outlives the pull.
+    """
+
+    def __init__(self) -> None:
+        self.plan: PullPlan | None = None
+        self.stored: set[str] = set()
+        self.closed = False
+        self._changed = asyncio.Event()
+
+    def _set_plan(self, plan: PullPlan) -> None:
+        self.plan = plan
+        self._changed.set()
+
+    def _add(self, digest: str) -> None:
+        self.stored.add(digest)
+        self._changed.set()
+
+    def _close(self) -> None:
+        self.closed = True
+        self._changed.set()
+
+    async def until_plan(self) -> PullPlan | None:
+        """The plan, or None if the pull ended without one (it failed)."""
+        while self.plan is None and not self.closed:
+            await self._wait()
+        return self.plan
+
+    async def until_stored(self, digest: str) -> bool:
+        """True once blob `digest` is in the content store; False if the pull ended first."""
+        while digest not in self.stored and not self.closed:
+            await self._wait()
+        return digest in self.stored
+
+    async def _wait(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,7 +141,7 @@ class PullResult:
         return f"{self.reference.name}@{self.index_digest or self.manifest_digest}"
 
 
-_Start = Callable[[list[ProgressFn]], Coroutine[Any, Any, T]]
+_Start = Callable[["_Shared[T]"], Coroutine[Any, Any, T]]
 
 
 class _Shared(Generic[T]):
@@ -96,7 +149,8 @@ class _Shared(Generic[T]):
 
     def __init__(self, start: _Start[T], owner: set[asyncio.Task[Any]]) -> None:
         self.callbacks: list[ProgressFn] = []  # progress listeners of every waiter
-        self.task: asyncio.Task[T] = asyncio.get_running_loop().create_task(start(self.callbacks))
+        self.stages = _Fanout()  # what the (pull) task reached, told to every waiter's stages
+        self.task: asyncio.Task[T] = asyncio.get_running_loop().create_task(start(self))
         self._waiters = 0
         self._abandoned = False
         owner.add(self.task)
@@ -121,6 +175,37 @@ class _Shared(Generic[T]):
             raise
         finally:
             self._waiters -= 1
+
+
+class _Fanout:
+    """A shared pull's milestones, replayed to the stages of callers that join late."""
+
+    def __init__(self) -> None:
+        self.plan: PullPlan | None = None
+        self.stored: list[str] = []
+        self.listeners: list[PullStages] = []
+
+    def attach(self, stages: PullStages) -> None:
+        if self.plan is not None:
+            stages._set_plan(self.plan)
+        for digest in self.stored:
+            stages._add(digest)
+        self.listeners.append(stages)
+
+    def detach(self, stages: PullStages) -> None:
+        with contextlib.suppress(ValueError):
+            self.listeners.remove(stages)
+        stages._close()
+
+    def set_plan(self, plan: PullPlan) -> None:
+        self.plan = plan
+        for stages in self.listeners:
+            stages._set_plan(plan)
+
+    def add(self, digest: str) -> None:
+        self.stored.append(digest)
+        for stages in self.listeners:
+            stages._add(digest)
 
 
 def _join(
@@ -206,7 +291,7 @@ async def _settle(
 class _IngestSink:
     """The client's BlobSink over a content-store Ingest.
 
-    Network chunks are gathered into ~4 MiB writes done in a thread; bytes still
+    Network chunks are gathered into ~1 MiB writes done in a thread; bytes still
     in the buffer count in `offset`, so a broken transfer resumes after them.
     """
 
@@ -294,34 +379,41 @@ class Puller:
         *,
         auth: Credentials | None = None,
         progress: ProgressFn | None = None,
+        stages: PullStages | None = None,
     ) -> PullResult:
         """Pull `ref` for this Puller's platform; idempotent (stored blobs are reused).
 
+        `stages` learns the layers and each stored layer blob while the pull runs.
         Raises NotFound (no such repository, tag, digest or platform), Unavailable
         (no registry host reachable), Unauthorized (a FailedPrecondition),
         InvalidArgument (malformed or hostile content), DeadlineExceeded (a stalled layer).
         """
         key = (str(ref), auth.fingerprint() if auth else "")
-        shared = _join(self._pulls, key, lambda cbs: self._pull(ref, auth, cbs), self._tasks)
+        shared = _join(self._pulls, key, lambda sh: self._pull(ref, auth, sh), self._tasks)
         if progress is not None:
             shared.callbacks.append(progress)
+        if stages is not None:
+            shared.stages.attach(stages)
         try:
             return await shared.wait()
         finally:
             if progress is not None:
                 shared.callbacks.remove(progress)
+            if stages is not None:
+                shared.stages.detach(stages)
 
     async def _pull(
-        self, ref: Reference, auth: Credentials | None, callbacks: list[ProgressFn]
+        self, ref: Reference, auth: Credentials | None, shared: _Shared[PullResult]
     ) -> PullResult:
         started = time.monotonic()
         root = await self._client.fetch_manifest(ref, ref.object, auth=auth)
         index_digest, fetched, media_type = await self._resolve(ref, root, auth)
         manifest = parse_manifest(fetched.data, media_type, what=f"manifest {fetched.digest}")
         await asyncio.to_thread(self._content.write_blob, fetched.data, fetched.digest)
-        tracker = _Tracker(ref, manifest.layers, callbacks)
+        tracker = _Tracker(ref, manifest.layers, shared.callbacks)
         config = await self._config(ref, manifest.config, len(manifest.layers), auth)
-        await self._layers(ref, manifest.layers, auth, tracker)
+        shared.stages.set_plan(PullPlan(layers=manifest.layers, diff_ids=config.diff_ids))
+        await self._layers(ref, manifest.layers, auth, tracker, shared.stages.add)
         result = PullResult(
             reference=ref,
             manifest_digest=fetched.digest,
@@ -389,13 +481,18 @@ class Puller:
         layers: tuple[Descriptor, ...],
         auth: Credentials | None,
         tracker: _Tracker,
+        stored: Callable[[str], None],
     ) -> None:
+        async def one(desc: Descriptor) -> None:
+            await self._blob(ref, desc, auth, tracker)
+            stored(desc.digest)
+
         try:
             async with asyncio.TaskGroup() as group:
                 for desc in dict.fromkeys(layers):
-                    group.create_task(self._blob(ref, desc, auth, tracker))
+                    group.create_task(one(desc))
         except BaseExceptionGroup as group_error:
-            raise _first_error(group_error) from None
+            raise first_error(group_error) from None
 
     async def _blob(
         self, ref: Reference, desc: Descriptor, auth: Credentials | None, tracker: _Tracker | None
@@ -458,7 +555,7 @@ def _close(ingest: Ingest) -> None:
     ingest.close()
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error to report from a failed TaskGroup: a berth error first, then anything else."""
     leaves: list[BaseException] = []
 

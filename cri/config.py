@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from cri import cgroups
+
 DEFAULT_CONFIG_PATH = Path("/etc/berth/config.toml")
 
 
@@ -77,6 +79,10 @@ class Config:
     def runtime_root(self, name: str) -> Path:
         handler = self.runtimes[name]
         return Path(handler.root) if handler.root else Path(self.state) / "runtimes" / name
+
+    def runtime_options(self, name: str) -> tuple[str, ...]:
+        """Global flags for runtime ``name``: its own, plus what the cgroup driver needs."""
+        return cgroups.runtime_options(self.cgroup_driver, self.runtimes[name].options)
 
     def to_dict(self) -> dict[str, Any]:
         plain: dict[str, Any] = _plain(dataclasses.asdict(self))

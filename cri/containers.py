@@ -154,7 +154,7 @@ async def _set_up(
             bundle=str(bundle),
             runtime=handler.path,
             runtime_root=str(rt.config.runtime_root(record.runtime_handler)),
-            runtime_options=handler.options,
+            runtime_options=rt.config.runtime_options(record.runtime_handler),
             rootfs_mounts=tuple(
                 shim_api.Mount(type=m.type, source=m.source, options=tuple(m.options))
                 for m in mounts

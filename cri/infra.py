@@ -100,7 +100,7 @@ async def start(rt: Runtime, sandbox: SandboxRecord) -> int:
             bundle=str(bundle),
             runtime=handler.path,
             runtime_root=str(rt.config.runtime_root(sandbox.runtime_handler)),
-            runtime_options=handler.options,
+            runtime_options=rt.config.runtime_options(sandbox.runtime_handler),
             rootfs_mounts=(
                 shim_api.Mount(type="bind", source=str(source), options=("rbind", "ro")),
             ),

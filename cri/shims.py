@@ -111,7 +111,7 @@ class ShimManager:
             runtime=runtime.path,
             runtime_root=str(self._config.runtime_root(name)),
             id=container_id,
-            options=runtime.options,
+            options=self._config.runtime_options(name),
         )
         log.info(
             "cleaned up after dead shim", container_id=container_id, exit_code=status.exit_code

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from cri import errors
+from cri import cgroups, errors
 from cri.api.v1 import api_pb2
 
 MAX_NAME = 253  # Kubernetes object names (DNS subdomain); namespaces and uids are shorter
@@ -38,9 +38,14 @@ def absolute_path(where: str, value: str) -> None:
         raise errors.InvalidArgument(f"{where} {value!r} must be absolute and without '..'")
 
 
-def cgroup_parent(value: str) -> None:
+def cgroup_parent(value: str, *, driver: str = "cgroupfs") -> None:
+    """A pod's cgroup parent: a path without '..' (cgroupfs), a slice name (systemd)."""
     if value and (".." in value.replace(":", "/").split("/") or "\x00" in value):
         raise errors.InvalidArgument(f"cgroup_parent {value!r} must not contain '..'")
+    if driver == "systemd" and value:
+        problem = cgroups.slice_error(value)
+        if problem is not None:
+            raise errors.InvalidArgument(problem)
 
 
 def resources(where: str, res: api_pb2.LinuxContainerResources) -> None:

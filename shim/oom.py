@@ -7,11 +7,21 @@ tells where that hierarchy is mounted. When the init has exited, and before
 `memory.oom_control` (v1) or `memory.events` (v2): `oom_kill N`, N > 0 means
 the kernel OOM killer fired inside the container. Hybrid hosts (v1
 controllers plus an empty cgroup2) use the v1 memory hierarchy.
+
+With the systemd cgroup driver the container's cgroup is a transient scope,
+and systemd removes it as soon as its last process has exited — possibly
+before the shim has reaped the init. So on v2 :class:`Watch` keeps the
+counter while the container runs: the kernel signals a change of
+`memory.events` to poll() as EPOLLPRI, and the shim re-reads it then.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import re
+import select
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +121,61 @@ def oom_kill_count(cgroup_dir: Path) -> int | None:
         except (OSError, ValueError):
             continue
     return None
+
+
+class Watch:
+    """The oom_kill counter of a v2 cgroup, kept while it exists (see module doc)."""
+
+    def __init__(self, cgroup_dir: Path, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._fd: int | None = os.open(cgroup_dir / "memory.events", os.O_RDONLY | os.O_CLOEXEC)
+        self._poll = select.epoll(1)
+        try:
+            self._poll.register(self._fd, select.EPOLLPRI | select.EPOLLET)
+        except OSError:  # not a kernfs file (EPERM for plain files)
+            self._poll.close()
+            os.close(self._fd)
+            raise
+        self.count = self._read() or 0
+        loop.add_reader(self._poll.fileno(), self._changed)
+
+    @classmethod
+    def of(cls, cgroup_dir: Path | None) -> Watch | None:
+        """A watch of a v2 cgroup; None on v1 (whose cgroup lasts until `runc delete`)."""
+        if cgroup_dir is None:
+            return None
+        try:
+            return cls(cgroup_dir, asyncio.get_running_loop())
+        except OSError:
+            return None
+
+    def _read(self) -> int | None:
+        if self._fd is None:
+            return None
+        try:
+            return parse_oom_kill(os.pread(self._fd, 4096, 0).decode())
+        except (OSError, ValueError):  # the cgroup is gone
+            return None
+
+    def _changed(self) -> None:
+        with contextlib.suppress(OSError):
+            self._poll.poll(0)
+        found = self._read()
+        if found is None:
+            self.close()
+        else:
+            self.count = max(self.count, found)
+
+    def final(self) -> int:
+        """The counter now (or as last seen, if the cgroup is gone); stops watching."""
+        found = self._read()
+        self.close()
+        return max(self.count, found or 0)
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        self._loop.remove_reader(self._poll.fileno())
+        self._poll.close()
+        os.close(self._fd)
+        self._fd = None

@@ -67,6 +67,7 @@ class Task:
         self._rootfs = ""
         self._pid = 0
         self._cgroup: Path | None = None
+        self._oom: oom.Watch | None = None
         self._reaped = False
         self._started = False
         self._started_at = 0
@@ -168,6 +169,7 @@ class Task:
             ) from None
         exited = self._reaper.watch_adopted(self._pid)
         self._cgroup = oom.memory_cgroup_of(self._pid)
+        self._oom = oom.Watch.of(self._cgroup)
         self._io.start()
         self._monitor = asyncio.get_running_loop().create_task(self._watch_exit(exited))
 
@@ -192,10 +194,14 @@ class Task:
         status = await exited
         self._reaped = True
         finished = time.time_ns()
+        # Before draining the output: a systemd scope's cgroup goes with its last process.
+        if self._oom is not None:
+            count: int | None = self._oom.final()
+        else:
+            count = oom.oom_kill_count(self._cgroup) if self._cgroup is not None else None
+        oom_killed = bool(count)
         assert self._io is not None
         await self._io.drain(DRAIN_TIMEOUT)
-        count = oom.oom_kill_count(self._cgroup) if self._cgroup is not None else None
-        oom_killed = bool(count)
         record = exitfile.ExitStatus(
             pid=self._pid,
             exit_code=procs.exit_code_of(status),
@@ -375,6 +381,8 @@ class Task:
 
     async def close(self) -> None:
         """Stop background work (the shim is exiting)."""
+        if self._oom is not None:
+            self._oom.close()
         if self._monitor is not None:
             self._monitor.cancel()
             await asyncio.gather(self._monitor, return_exceptions=True)

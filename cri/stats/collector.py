@@ -63,12 +63,14 @@ PodDirs = Callable[[SandboxRecord], CgroupDirs | None]
 def configured_pod_dirs(
     layout: CgroupLayout, *, cgroup_root: str, driver: str, self_dirs: CgroupDirs
 ) -> PodDirs:
-    """Where a pod's cgroup is by configuration (cgroupfs driver; None for systemd, whose
-    slice placement only runc knows — the running containers' parent is used instead)."""
+    """Where a pod's cgroup is by configuration: below ``cgroup_root`` (cgroupfs driver), or
+    where systemd places the pod's slice (systemd driver, which ignores ``cgroup_root``)."""
 
     def locate(sandbox: SandboxRecord) -> CgroupDirs | None:
-        if driver != "cgroupfs" or not sandbox.cgroup_parent:
+        if not sandbox.cgroup_parent:
             return None
+        if driver == "systemd":
+            return layout.at(cgroups.slice_path(cgroups.slice_name(sandbox.cgroup_parent)))
         path = cgroups.cgroupfs_path(cgroup_root, sandbox.cgroup_parent, "")
         return self_dirs.child(path) if cgroup_root == "self" else layout.at(path)
 

@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from cri.api.v1 import api_pb2
+from tests.support import cgroup_view as cg
 from tests.support.berthd import BERTHD, Berthd, write_config
 
 TEST_CONFLIST = {
@@ -69,7 +70,8 @@ def test_verbose_status_carries_the_effective_config(berthd: Berthd) -> None:
 
 def test_runtime_config_reports_the_cgroup_driver(berthd: Berthd) -> None:
     resp = berthd.client.runtime.RuntimeConfig(api_pb2.RuntimeConfigRequest())
-    assert resp.linux.cgroup_driver == api_pb2.CGROUPFS
+    expected = api_pb2.SYSTEMD if cg.SYSTEMD else api_pb2.CGROUPFS  # BERTH_TEST_CGROUP_DRIVER
+    assert resp.linux.cgroup_driver == expected
 
 
 def test_update_runtime_config_records_the_pod_cidr(berthd: Berthd) -> None:

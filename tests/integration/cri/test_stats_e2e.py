@@ -21,8 +21,8 @@ import pytest
 
 from cri.api.v1 import api_pb2
 from cri.ctl.client import CriClient
-from cri.stats.cgroupfs import CgroupLayout, parse_proc_cgroup
 from tests.integration.cri.test_pod_e2e import create_start, run_pod, wait_state
+from tests.support import cgroup_view as cg
 from tests.support.berthd import Berthd
 from tests.support.cri_configs import container_config, sandbox_config
 from tests.support.fixtures_pods import CniNet
@@ -42,24 +42,6 @@ def container_pid(daemon: Berthd, cid: str) -> int:
         api_pb2.ContainerStatusRequest(container_id=cid, verbose=True)
     )
     return int(json.loads(resp.info["info"])["pid"])
-
-
-def cgroup_dir(pid: int, controller: str) -> Path:
-    layout = CgroupLayout.from_text(Path("/proc/self/mountinfo").read_text(), v2_controllers=False)
-    directory = layout.dirs(parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())).dir(
-        controller
-    )
-    assert directory is not None
-    return directory
-
-
-def read_int(path: Path) -> int:
-    return int(path.read_text().split()[0])
-
-
-def memory_stat(directory: Path) -> dict[str, int]:
-    pairs = (line.split() for line in (directory / "memory.stat").read_text().splitlines())
-    return {k: int(v) for k, v in pairs}
 
 
 def upper_dir(daemon: Berthd, cid: str) -> Path:
@@ -159,33 +141,25 @@ def test_container_stats_agree_with_the_cgroup_files(
 ) -> None:
     cid = busy_pod["writer"]
     pid = container_pid(pod_berthd, cid)
-    cpu, mem = cgroup_dir(pid, "cpuacct"), cgroup_dir(pid, "memory")
-    assert cpu.name == cid and mem.name == cid  # the kubelet's "<id>" leaf rule
+    cpu, mem = cg.cgroup_dir(pid, "cpuacct"), cg.cgroup_dir(pid, "memory")
+    # The kubelet's leaf rule: "<id>" (cgroupfs) or "berth-<id>.scope" (systemd).
+    assert cpu.name == mem.name == cg.container_leaf(cid)
 
-    cpu_before, usage_before = (
-        read_int(cpu / "cpuacct.usage"),
-        read_int(mem / "memory.usage_in_bytes"),
-    )
-    stat_before = memory_stat(mem)
+    cpu_before, usage_before = cg.cpu_usage_ns(cpu), cg.memory_usage(mem)
+    stat_before = cg.memory_stat(mem)
     stats = container_stats(pod_berthd, cid)
-    cpu_after, usage_after = (
-        read_int(cpu / "cpuacct.usage"),
-        read_int(mem / "memory.usage_in_bytes"),
-    )
-    stat_after = memory_stat(mem)
+    cpu_after, usage_after = cg.cpu_usage_ns(cpu), cg.memory_usage(mem)
+    stat_after = cg.memory_stat(mem)
 
     assert stats.attributes.id == cid and stats.attributes.metadata.name == "writer"
     assert between(cpu_before, stats.cpu.usage_core_nano_seconds.value, cpu_after)
     assert between(usage_before, stats.memory.usage_bytes.value, usage_after)
     ws = [
-        u - s["total_inactive_file"]
-        for u, s in ((usage_before, stat_before), (usage_after, stat_after))
+        u - s["inactive_file"] for u, s in ((usage_before, stat_before), (usage_after, stat_after))
     ]
     assert between(ws[0], stats.memory.working_set_bytes.value, ws[1])
-    assert between(stat_before["total_rss"], stats.memory.rss_bytes.value, stat_after["total_rss"])
-    assert between(
-        stat_before["total_pgfault"], stats.memory.page_faults.value, stat_after["total_pgfault"]
-    )
+    assert between(stat_before["rss"], stats.memory.rss_bytes.value, stat_after["rss"])
+    assert between(stat_before["pgfault"], stats.memory.page_faults.value, stat_after["pgfault"])
     assert stats.memory.usage_bytes.value >= BLOB  # the blob's page cache is charged to it
     assert not stats.memory.HasField("available_bytes")  # no limit set
 
@@ -262,7 +236,7 @@ def test_pod_stats_agree_with_ip_link_and_the_containers(
     assert ids == {busy_pod["writer"], busy_pod["burner"]}
     # No cgroup parent: the pod's figures are the sums of its containers'.
     pids = sum(
-        read_int(cgroup_dir(container_pid(pod_berthd, c), "pids") / "pids.current")
+        cg.read_int(cg.cgroup_dir(container_pid(pod_berthd, c), "pids") / "pids.current")
         for c in (busy_pod["writer"], busy_pod["burner"])
     )
     assert stats.linux.process.process_count.value == pids
@@ -288,7 +262,7 @@ def test_pod_sandbox_metrics(pod_berthd: Berthd, busy_pod: dict[str, str]) -> No
     writer = {m.name: m for m in by_container[busy_pod["writer"]]}
     pid = container_pid(pod_berthd, busy_pod["writer"])
     assert writer["container_processes"].value.value == 1  # sleep
-    usage = read_int(cgroup_dir(pid, "memory") / "memory.usage_in_bytes")
+    usage = cg.memory_usage(cg.cgroup_dir(pid, "memory"))
     assert abs(writer["container_memory_usage_bytes"].value.value - usage) < 1 << 20
     assert writer["container_fs_usage_bytes"].value.value >= BLOB
     labels = dict(
@@ -330,9 +304,8 @@ def test_crictl_stats_and_statsp(pod_berthd: Berthd, busy_pod: dict[str, str]) -
 
     stats = crictl("stats", "-o", "json", "--id", busy_pod["writer"])["stats"]
     [writer] = stats
-    mem = cgroup_dir(container_pid(pod_berthd, busy_pod["writer"]), "memory")
-    stat = memory_stat(mem)
-    ws = read_int(mem / "memory.usage_in_bytes") - stat["total_inactive_file"]
+    mem = cg.cgroup_dir(container_pid(pod_berthd, busy_pod["writer"]), "memory")
+    ws = cg.memory_usage(mem) - cg.memory_stat(mem)["inactive_file"]
     assert abs(int(writer["memory"]["workingSetBytes"]["value"]) - ws) < 1 << 20
     assert int(writer["writableLayer"]["usedBytes"]["value"]) >= BLOB
     pods = crictl("statsp", "-o", "json", "--id", busy_pod["pod"])["stats"]
@@ -343,17 +316,11 @@ def test_crictl_stats_and_statsp(pod_berthd: Berthd, busy_pod: dict[str, str]) -
 # -- cgroup parents, resource updates -----------------------------------------------------------
 
 
-def remove_cgroup_dirs(directories: set[Path]) -> None:
-    for directory in sorted(directories, key=lambda p: len(p.parts), reverse=True):
-        if directory.is_dir():
-            directory.rmdir()
-
-
 def test_pod_with_its_own_cgroup_and_resource_updates(
     pod_berthd: Berthd, registry: LocalRegistry, tmp_path: Path
 ) -> None:
     rt = pod_berthd.client.runtime
-    parent = f"/berthtest-{uuid.uuid4().hex[:8]}"
+    parent = cg.pod_parent(f"berthtest{uuid.uuid4().hex[:8]}")
     config = sandbox_config("ownpod", log_directory=str(tmp_path))
     config.linux.cgroup_parent = parent
     pod_id = rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config)).pod_sandbox_id
@@ -372,17 +339,17 @@ def test_pod_with_its_own_cgroup_and_resource_updates(
             == api_pb2.CONTAINER_RUNNING
         )
         pid = container_pid(pod_berthd, cid)
-        pod_dirs = {c: cgroup_dir(pid, c).parent for c in ("cpuacct", "memory", "pids", "cpu")}
+        pod_dirs = {c: cg.cgroup_dir(pid, c).parent for c in ("cpuacct", "memory", "pids", "cpu")}
         made = {d for d in pod_dirs.values()}
-        assert all(d.name == parent.strip("/") for d in made)
+        assert all(d.name == cg.parent_leaf(parent) for d in made)
 
         stats = rt.PodSandboxStats(api_pb2.PodSandboxStatsRequest(pod_sandbox_id=pod_id)).stats
         assert (
             stats.linux.process.process_count.value
-            == read_int(pod_dirs["pids"] / "pids.current")
+            == cg.read_int(pod_dirs["pids"] / "pids.current")
             == 1
         )
-        cpu = read_int(pod_dirs["cpuacct"] / "cpuacct.usage")
+        cpu = cg.cpu_usage_ns(pod_dirs["cpuacct"])
         assert stats.linux.cpu.usage_core_nano_seconds.value == cpu  # the pod cgroup, sleeping
 
         # UpdateContainerResources reaches the container's cgroup and its status.
@@ -392,9 +359,9 @@ def test_pod_with_its_own_cgroup_and_resource_updates(
         rt.UpdateContainerResources(
             api_pb2.UpdateContainerResourcesRequest(container_id=cid, linux=update)
         )
-        assert read_int(cgroup_dir(pid, "memory") / "memory.limit_in_bytes") == 64 << 20
-        assert read_int(cgroup_dir(pid, "cpu") / "cpu.cfs_quota_us") == 50000
-        assert read_int(cgroup_dir(pid, "cpu") / "cpu.shares") == 512
+        assert cg.memory_limit(cg.cgroup_dir(pid, "memory")) == 64 << 20
+        assert cg.cpu_quota(cg.cgroup_dir(pid, "cpu")) == 50000
+        assert cg.cpu_shares_as_set(cg.cgroup_dir(pid, "cpu"), 512)
         status = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid)).status
         assert status.resources.linux.memory_limit_in_bytes == 64 << 20
         assert status.resources.linux.cpu_quota == 50000
@@ -410,8 +377,8 @@ def test_pod_with_its_own_cgroup_and_resource_updates(
                 linux=api_pb2.LinuxContainerResources(memory_limit_in_bytes=96 << 20),
             )
         )
-        assert read_int(cgroup_dir(pid, "memory") / "memory.limit_in_bytes") == 96 << 20
-        assert read_int(cgroup_dir(pid, "cpu") / "cpu.cfs_quota_us") == 50000
+        assert cg.memory_limit(cg.cgroup_dir(pid, "memory")) == 96 << 20
+        assert cg.cpu_quota(cg.cgroup_dir(pid, "cpu")) == 50000
 
         # UpdatePodSandboxResources: no kubelet sized this pod cgroup, so berth does.
         rt.UpdatePodSandboxResources(
@@ -423,11 +390,12 @@ def test_pod_with_its_own_cgroup_and_resource_updates(
                 overhead=api_pb2.LinuxContainerResources(memory_limit_in_bytes=10 << 20),
             )
         )
-        assert read_int(pod_dirs["memory"] / "memory.limit_in_bytes") == 210 << 20
-        assert read_int(pod_dirs["cpu"] / "cpu.shares") == 256
+        assert cg.memory_limit(pod_dirs["memory"]) == 210 << 20
+        assert cg.cpu_shares_as_set(pod_dirs["cpu"], 256)
     finally:
         rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
-        remove_cgroup_dirs(made)  # runc removes the container leaf; the parent is ours
+        # runc removes the container's cgroup; the pod's is the kubelet's, here ours.
+        cg.remove_pod_parents(made or {parent})
 
 
 def test_update_of_an_unknown_container_is_not_found(pod_berthd: Berthd) -> None:

@@ -90,3 +90,14 @@ def test_to_dict_round_trips_through_load(tmp_path: Path) -> None:
     cfg = config.Config(root="/r", pinned_images=("a",))
     path = write_config(tmp_path / "c.toml", cfg.to_dict())
     assert config.load(path) == cfg
+
+
+def test_the_systemd_driver_gives_every_runtime_its_flag(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'cgroup_driver = "systemd"\n'
+        '[runtimes.runc]\npath = "/usr/sbin/runc"\noptions = ["--debug"]\n',
+    )
+    cfg = config.load(path)
+    assert cfg.runtime_options("runc") == ("--systemd-cgroup", "--debug")
+    assert config.load(None).runtime_options("runc") == ()

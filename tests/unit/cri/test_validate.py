@@ -29,6 +29,15 @@ def test_cgroup_parent_cannot_climb() -> None:
         validate.cgroup_parent("/kubepods/../../escape")
 
 
+def test_systemd_cgroup_parents_must_be_slices() -> None:
+    validate.cgroup_parent("", driver="systemd")
+    validate.cgroup_parent("kubepods-besteffort-pod1.slice", driver="systemd")
+    with pytest.raises(errors.InvalidArgument, match="is not a systemd slice"):
+        validate.cgroup_parent("/kubepods/besteffort/pod1", driver="systemd")
+    with pytest.raises(errors.InvalidArgument, match=r"must not contain '\.\.'"):
+        validate.cgroup_parent("../x.slice", driver="systemd")
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

@@ -253,3 +253,25 @@ async def test_cgroup_v2_container_and_pod(tmp_path: Path) -> None:
     assert not stats.HasField("writable_layer")  # no upper dir in this fixture
     assert pod.linux.cpu.usage_core_nano_seconds.value == 9 * S  # the pod's own cgroup
     assert pod.linux.process.process_count.value == 4
+
+
+async def test_systemd_pod_slice_is_found_without_a_running_container(tmp_path: Path) -> None:
+    from tests.unit.cri.stats.cgroup_fixtures import V2Host
+
+    host = V2Host(tmp_path / "cg")
+    layout = CgroupLayout.from_text(host.mountinfo, v2_controllers=True)
+    collector = StatsCollector(
+        layout=layout,
+        layers=WritableLayers(lambda cid: tmp_path / "upper" / cid),
+        pod_dirs=configured_pod_dirs(
+            layout, cgroup_root="self", driver="systemd", self_dirs=layout.at("/elsewhere")
+        ),
+        proc=tmp_path / "proc",
+        clock=lambda: NOW,
+    )
+    slice_dir = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice"
+    host.cgroup(slice_dir, usage_usec=7_000_000, pids=2)
+    pod = sandbox("p1", "kubepods-besteffort-pod1.slice", net=False)
+    [stats] = await collector.pods([pod], {"p1": []})
+    assert stats.linux.cpu.usage_core_nano_seconds.value == 7 * S
+    assert stats.linux.process.process_count.value == 2

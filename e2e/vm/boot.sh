@@ -38,7 +38,7 @@ vm_qemu_args() {
     -drive "file=${disk},format=qcow2,if=virtio,cache=unsafe,discard=unmap"
     # User-mode networking: the VM reaches the outside only through QEMU's NAT on this host.
     -netdev user,id=nat0 -device virtio-net-pci,netdev=nat0
-    -virtfs "${share},path=${BERTH_ROOT},mount_tag=src,readonly=on"
+    -virtfs "${share},path=${VM_SRC:-${BERTH_ROOT}},mount_tag=src,readonly=on"
     -virtfs "${share},path=${rundir},mount_tag=run"
     -virtfs "${share},path=${VM_CACHE}/wheels,mount_tag=wheels,readonly=on"
     -serial "file:${rundir}/console.log"

@@ -73,6 +73,10 @@ install_tools() {
   for tool in "${run}"/tools/*; do
     [[ -f "${tool}" ]] && install -m 0755 "${tool}" /usr/local/bin/
   done
+  if [[ -d "${run}/tools/critest-cache" ]]; then
+    mkdir -p /var/cache
+    cp -a "${run}/tools/critest-cache" /var/cache/berth-critest
+  fi
   return 0
 }
 

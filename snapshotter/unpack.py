@@ -34,14 +34,8 @@ import structlog
 
 from snapshotter import errors
 from snapshotter.fsutil import DIR_FLAGS, DirFds, UnsafePath, proc_path, split
-from snapshotter.streams import (
-    CHUNK,
-    CODEC_ERRORS,
-    HashingReader,
-    Prefetcher,
-    Readable,
-    decompressed,
-)
+from snapshotter.layerstream import LayerStream, tar_reader
+from snapshotter.streams import CHUNK, CODEC_ERRORS, Readable
 
 log = structlog.get_logger(__name__)
 
@@ -130,18 +124,16 @@ def _extract_all(
     stream: Readable, media_type: str, root_fd: int, what: str, limits: UnpackLimits
 ) -> LayerStats:
     extractor = _Extractor(root_fd, what, limits)
-    tap = HashingReader(decompressed(stream, media_type), limit=limits.max_bytes, what=what)
-    ahead = Prefetcher(tap)
+    tar = LayerStream(tar_reader(stream, media_type), limit=limits.max_bytes, what=what)
     try:
-        extractor.run(ahead)
-        while ahead.read(CHUNK):  # the digest covers the end-of-archive blocks and padding too
-            pass
+        extractor.run(tar)
+        tar.drain()  # the digest covers the end-of-archive blocks and padding too
     except (tarfile.TarError, *CODEC_ERRORS) as exc:
         raise _classify(exc, f"{what}: corrupt or truncated tar stream") from None
     finally:
-        ahead.close()
+        tar.close()
         extractor.close()
-    return LayerStats(diff_id=tap.digest, size=tap.count, entries=extractor.entries)
+    return LayerStats(diff_id=tar.digest, size=tar.count, entries=extractor.entries)
 
 
 def _classify(exc: BaseException, context: str) -> errors.Error:
@@ -166,8 +158,11 @@ class _Extractor:
     def close(self) -> None:
         self._dirs.close()
 
-    def run(self, tar_stream: Prefetcher) -> None:
-        with tarfile.open(fileobj=tar_stream, mode="r|", tarinfo=BoundedTarInfo) as tf:
+    def run(self, tar: LayerStream) -> None:
+        """tarfile parses the headers (its seekable mode, over a stream that only skips
+        forward); regular files' data is copied from the stream here."""
+        self._tar = tar
+        with tarfile.TarFile(fileobj=tar, mode="r", tarinfo=BoundedTarInfo) as tf:  # type: ignore[arg-type]
             for member in tf:
                 self._count(member)
                 self._dirs.trim()
@@ -258,11 +253,15 @@ class _Extractor:
         os.utime(name, ns=_ns(m), dir_fd=pfd, follow_symlinks=False)
 
     def _regular(self, tf: tarfile.TarFile, pfd: int, name: str, m: tarfile.TarInfo) -> None:
-        src = tf.extractfile(m)
-        assert src is not None  # a regular member always has data
         fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=pfd)
         try:
-            _copy(src, fd)
+            if m.issparse():  # tarfile maps the sparse data onto the file's offsets
+                src = tf.extractfile(m)
+                assert src is not None  # a regular member always has data
+                _copy(src, fd)
+            else:
+                self._tar.seek(m.offset_data)
+                self._tar.copy_to(fd, m.size)
             if self._same_owner:
                 os.chown(fd, m.uid, m.gid)
             os.chmod(fd, m.mode)  # after chown, which clears setuid/setgid

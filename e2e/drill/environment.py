@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e.drill.ledger import ImageFact
+from tests.support import cgroup_view as cg
 from tests.support import failpoint_scrub
 from tests.support import oci_builder as ob
 from tests.support.berthd import Berthd
@@ -103,7 +104,7 @@ def make_env(
             "log_level": "info",
         },
     )
-    parent = f"/berthdrill{secrets.token_hex(3)}"
+    parent = cg.pod_parent(f"berthdrill{secrets.token_hex(3)}")
     node = Node(
         root=daemon.root,
         state=daemon.state,

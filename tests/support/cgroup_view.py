@@ -19,6 +19,7 @@ from cri.updates import shares_to_weight
 DRIVER = os.environ.get("BERTH_TEST_CGROUP_DRIVER", "cgroupfs")
 SYSTEMD = DRIVER == "systemd"
 V2 = cgroups.is_cgroup_v2()
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def pod_parent(name: str) -> str:
@@ -52,6 +53,22 @@ def remove_pod_parents(parents: Iterable[Path | str]) -> None:
             subprocess.run(["systemctl", "stop", name], check=False, capture_output=True)
         elif Path(parent).is_dir():
             Path(parent).rmdir()
+
+
+def parent_dirs(parent: str, own_bases: Iterable[Path]) -> list[Path]:
+    """A pod cgroup parent's directories: below this process's cgroup in each hierarchy
+    (``own_bases``; the cgroupfs driver with ``cgroup_root = "self"``, as the test daemons run),
+    or the slice's directory (systemd; cgroup v2)."""
+    if SYSTEMD:
+        return [CGROUP_ROOT / cgroups.slice_path(cgroups.slice_name(parent)).lstrip("/")]
+    return [base / parent.strip("/") for base in own_bases]
+
+
+def container_id_of(leaf: str) -> str:
+    """The container id a cgroup directory below a pod's parent is named after."""
+    if SYSTEMD:
+        return leaf.removeprefix(f"{cgroups.SCOPE_PREFIX}-").removesuffix(".scope")
+    return leaf
 
 
 def cgroup_dir(pid: int, controller: str) -> Path:

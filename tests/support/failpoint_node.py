@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from cri.api.v1 import api_pb2
+from tests.support import cgroup_view as cg
 
 ROOTFS_PREFIX: Final = "rootfs/"
 EXTRACT_PREFIX: Final = "extract/"
@@ -263,25 +264,25 @@ def cgroup_bases() -> list[Path]:
 
 
 def container_cgroups(parents: Iterable[str]) -> set[str]:
+    """Ids of the containers with a cgroup below the parents (either cgroup driver)."""
     leaves: set[str] = set()
-    for base in cgroup_bases():
-        for parent in parents:
-            leaves |= _subdirs(base / parent.strip("/"))
+    for parent in parents:
+        for top in cg.parent_dirs(parent, cgroup_bases()):
+            leaves |= {cg.container_id_of(leaf) for leaf in _subdirs(top)}
     return leaves
 
 
 def container_processes(parents: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """Command lines of the processes in each container cgroup (any hierarchy)."""
     pids: dict[str, set[int]] = {}
-    for base in cgroup_bases():
-        for parent in parents:
-            top = base / parent.strip("/")
+    for parent in parents:
+        for top in cg.parent_dirs(parent, cgroup_bases()):
             for leaf in _subdirs(top):
                 try:
                     found = {int(p) for p in (top / leaf / "cgroup.procs").read_text().split()}
                 except OSError:
                     continue
-                pids.setdefault(leaf, set()).update(found)
+                pids.setdefault(cg.container_id_of(leaf), set()).update(found)
     return {
         cid: tuple(" ".join(_cmdline(p)).strip() for p in sorted(found) if pid_alive(p))
         for cid, found in pids.items()
@@ -291,7 +292,10 @@ def container_processes(parents: Iterable[str]) -> dict[str, tuple[str, ...]]:
 
 def remove_cgroup_parents(parents: Iterable[str]) -> None:
     """rmdir the pods' cgroup parents runc made, and any empty cgroup left below them (a leak
-    the tests report; it must not outlive them), deepest first."""
+    the tests report; it must not outlive them), deepest first. systemd driver: stop the slice."""
+    if cg.SYSTEMD:
+        cg.remove_pod_parents(parents)
+        return
     for base in cgroup_bases():
         for parent in parents:
             parts = [p for p in parent.split("/") if p]

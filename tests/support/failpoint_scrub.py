@@ -13,6 +13,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Final
 
+from tests.support import cgroup_view as cg
 from tests.support.failpoint_node import cgroup_bases, mounts_under
 
 # What berth runs: berthd, shims (and their template), the OCI runtime.
@@ -59,8 +60,7 @@ def processes_mentioning(text: str) -> list[int]:
 
 def cgroup_processes(parent: str) -> list[int]:
     pids: set[int] = set()
-    for base in cgroup_bases():
-        top = base / parent.strip("/")
+    for top in cg.parent_dirs(parent, cgroup_bases()):
         if top.is_dir():
             for procs in top.rglob("cgroup.procs"):
                 with contextlib.suppress(OSError):

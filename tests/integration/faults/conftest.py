@@ -11,6 +11,7 @@ import pytest
 
 from cri.api.v1 import api_pb2
 from tests.integration.faults.harness import FaultHarness
+from tests.support import cgroup_view as cg
 from tests.support.berthd import Berthd
 from tests.support.failpoint_node import Node, remove_cgroup_parents
 from tests.support.failpoint_scrub import scrub
@@ -45,7 +46,7 @@ def make_harness(
     points = Failpoints(base / "fp")
     (base / "d").mkdir()
     daemon = Berthd(base / "d", {**fault_settings(points, cni_net, registry), **(settings or {})})
-    parent = f"/berthfault{secrets.token_hex(3)}"
+    parent = cg.pod_parent(f"berthfault{secrets.token_hex(3)}")
     node = Node(
         root=daemon.root,
         state=daemon.state,

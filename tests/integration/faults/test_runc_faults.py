@@ -12,6 +12,7 @@ import pytest
 
 from cri.api.v1 import api_pb2
 from tests.integration.faults.harness import FaultHarness, error_of, none
+from tests.support import cgroup_view as cg
 from tests.support.failpoint_node import cgroup_bases
 from tests.support.failpoints import Action, Fault
 
@@ -34,8 +35,8 @@ def container_ids(harness: FaultHarness, pod_id: str) -> list[str]:
 def cgroup_processes(harness: FaultHarness, cid: str) -> list[str]:
     """Processes still in the container's cgroup (any hierarchy)."""
     procs: list[str] = []
-    for base in cgroup_bases():
-        path = base / harness.cgroup_parent.strip("/") / cid / "cgroup.procs"
+    for top in cg.parent_dirs(harness.cgroup_parent, cgroup_bases()):
+        path = top / cg.container_leaf(cid) / "cgroup.procs"
         if path.exists():
             procs += path.read_text().split()
     return procs

@@ -12,11 +12,25 @@ it forked do not (the death signal is not inherited across fork).
 
 Forking a warmed process costs ~0.8 ms and shares the interpreter's pages
 copy-on-write (FLOORS §5); exec'ing a fresh Python costs ~20 ms and ~5 MB.
+
+Copy-on-write alone keeps little shared: every object a shim touches gets
+its reference count written, and CPython's objects are spread over the whole
+heap, so a shim with a running container has written to ~1,200 of the ~2,800
+pages the template owns (4.6 MiB private; perf puts most of the write faults
+in frame set-up, attribute and type lookups, i.e. reference counts, a few
+in the allocator, none in the GC). Most of those pages end up the same in every shim (counts
+that went up and down again). The template therefore marks its private
+memory mergeable (madvise MADV_MERGEABLE): where the host runs KSM
+(/sys/kernel/mm/ksm/run = 1) the kernel merges the identical pages back,
+which brings such a shim to ~1 MiB PSS. Without ksmd the mark costs
+nothing. Only mappings that exist in the template are marked: memory a shim
+maps later, and whatever it execs (runc, the container), is never scanned.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import os
 import signal
@@ -48,6 +62,9 @@ from shim import (  # noqa: F401
 )
 
 REQUEST_TIMEOUT = 5.0
+MADV_MERGEABLE = 12
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def run(template_dir: Path, parent: int | None) -> NoReturn:
@@ -64,6 +81,7 @@ def run(template_dir: Path, parent: int | None) -> NoReturn:
     os.dup2(null, 1)
     os.close(null)
     gc.freeze()
+    mark_mergeable()
     while True:
         conn, _ = listener.accept()
         with conn:
@@ -78,6 +96,42 @@ def _warm() -> None:
     asyncio.new_event_loop().close()
     api.warm_codec()
     exitfile.warm_codec()
+
+
+def mergeable_ranges(maps: str) -> list[tuple[int, int]]:
+    """(start, end) of the private writable mappings in /proc/<pid>/maps text.
+
+    Anonymous memory, [heap] and the data segments of the interpreter and its
+    libraries; not the stack or other special mappings.
+    """
+    ranges = []
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 5 or len(fields[1]) != 4 or fields[1][1] != "w" or fields[1][3] != "p":
+            continue
+        name = fields[5].strip() if len(fields) > 5 else ""
+        if name.startswith("[") and name != "[heap]":
+            continue
+        start, _, end = fields[0].partition("-")
+        ranges.append((int(start, 16), int(end, 16)))
+    return ranges
+
+
+def mark_mergeable() -> int:
+    """madvise(MADV_MERGEABLE) the template's private memory; the number of ranges marked.
+
+    Failures are ignored: a kernel without KSM just keeps the pages as they are.
+    """
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read()
+    except OSError:
+        return 0
+    marked = 0
+    for start, end in mergeable_ranges(maps):
+        if _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), MADV_MERGEABLE) == 0:
+            marked += 1
+    return marked
 
 
 def _listen(path: Path) -> socket.socket:

@@ -1,17 +1,22 @@
 """Measure the shim: spawn latency, memory per shim, container create+start latency.
 
-Run as root: `.venv/bin/python -m tests.integration.shim.bench_shim [N]`.
+Run as root: `.venv/bin/python -m tests.integration.shim.bench_shim [N] [--settle S]`.
 Prints figures; asserts nothing (a benchmark is not a timed test). Uses a
 tmpfs directory under /run like berthd does, and cleans up everything.
+
+Memory is per shim: RSS, PSS and Private_Dirty from smaps_rollup. With
+`--settle S` the running shims are measured again every 10 s for S seconds,
+with the KSM counters: where the host runs KSM (/sys/kernel/mm/ksm/run = 1)
+the pages the shims dirtied get merged back (see shim.template).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import shutil
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,14 +24,30 @@ from pathlib import Path
 from shim import api, client, launcher
 from tests.integration.shim import bundle
 
+KSM = Path("/sys/kernel/mm/ksm")
 
-def smaps(pid: int) -> tuple[float, float]:
-    """(RSS, PSS) in MiB from /proc/<pid>/smaps_rollup."""
+
+def rollup(pid: int) -> dict[str, float]:
+    """/proc/<pid>/smaps_rollup in MiB."""
     fields = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         key, value = line.split(":", 1)
         fields[key] = int(value.split()[0]) / 1024
+    return fields
+
+
+def smaps(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) in MiB from /proc/<pid>/smaps_rollup."""
+    fields = rollup(pid)
     return fields["Rss"], fields["Pss"]
+
+
+def ksm_state() -> str:
+    try:
+        values = {k: (KSM / k).read_text().strip() for k in ("run", "full_scans", "pages_sharing")}
+    except OSError:
+        return "no KSM"
+    return " ".join(f"{k}={v}" for k, v in values.items())
 
 
 def p50(values: list[float]) -> str:
@@ -38,10 +59,12 @@ def _p90(values: list[float]) -> float:
 
 
 def memory(label: str, pids: list[int]) -> None:
-    rss, pss = zip(*(smaps(p) for p in pids), strict=True)
+    rows = [rollup(p) for p in pids]
+    rss, pss, dirty = ([r[k] for r in rows] for k in ("Rss", "Pss", "Private_Dirty"))
     print(
         f"{label}: n={len(pids)} RSS {statistics.mean(rss):.2f} MiB, "
-        f"PSS {statistics.mean(pss):.2f} MiB per shim (total PSS {sum(pss):.1f} MiB)"
+        f"PSS {statistics.mean(pss):.2f} MiB, Private_Dirty {statistics.mean(dirty):.2f} MiB "
+        f"per shim (total PSS {sum(pss):.1f} MiB)"
     )
 
 
@@ -74,13 +97,13 @@ class Bench:
         self.clients.clear()
 
 
-async def run(n: int) -> None:
+async def run(n: int, settle: float = 0.0) -> None:
     base = Path(tempfile.mkdtemp(prefix="berth-bench-", dir="/run"))
     rootfs = bundle.make_rootfs(base / "rootfs")
     lau = await launcher.Launcher.start(base / "tpl")
     b = Bench(base, rootfs, lau)
     try:
-        await _measure(b, n)
+        await _measure(b, n, settle)
     finally:
         await b.delete_all()
         await lau.close()
@@ -88,7 +111,7 @@ async def run(n: int) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-async def _measure(b: Bench, n: int) -> None:
+async def _measure(b: Bench, n: int, settle: float) -> None:
     rss, pss = smaps(b.lau.pid)
     print(f"template: RSS {rss:.2f} MiB, PSS {pss:.2f} MiB")
     times = []
@@ -100,12 +123,12 @@ async def _measure(b: Bench, n: int) -> None:
     await asyncio.sleep(0.3)
     memory("idle shim, alone", [b.clients[0].pid]) if n == 1 else None
     memory("idle shims forked from the template", [c.pid for c in b.clients])
-    await _containers(b)
+    await _containers(b, settle)
     await b.delete_all()
     await _direct(b)
 
 
-async def _containers(b: Bench) -> None:
+async def _containers(b: Bench, settle: float) -> None:
     create, start, stop = [], [], []
     for c in b.clients:
         p = b.params(c.id, ["sleep", "1000"])
@@ -120,6 +143,15 @@ async def _containers(b: Bench) -> None:
     print(f"start (runc start) via shim: {p50(start)}")
     await asyncio.sleep(0.3)
     memory("shims with a running container", [c.pid for c in b.clients])
+    print(f"KSM: {ksm_state()}")
+    waited = 0
+    while waited < settle:
+        await asyncio.sleep(10)
+        waited += 10
+        memory(f"shims with a running container, {waited} s later", [c.pid for c in b.clients])
+        print(f"KSM: {ksm_state()}")
+    if settle:
+        await _calls_after_idle(b)
     r = await b.clients[0].exec_sync(["true"])
     assert r.exit_code == 0
     for c in b.clients:
@@ -128,6 +160,20 @@ async def _containers(b: Bench) -> None:
         await c.wait()
         stop.append(time.perf_counter() - t0)
     print(f"kill + reap + exit.json via shim: {p50(stop)}")
+
+
+async def _calls_after_idle(b: Bench) -> None:
+    """A call to each shim after the wait (its pages may have been merged), then another."""
+    first, again = [], []
+    for c in b.clients:
+        t0 = time.perf_counter()
+        await c.state()
+        t1 = time.perf_counter()
+        await c.state()
+        first.append(t1 - t0)
+        again.append(time.perf_counter() - t1)
+    print(f"state call after the wait: first {p50(first)}; the next one {p50(again)}")
+    memory("shims with a running container, after one call each", [c.pid for c in b.clients])
 
 
 async def _direct(b: Bench) -> None:
@@ -143,4 +189,8 @@ async def _direct(b: Bench) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(run(int(sys.argv[1]) if len(sys.argv) > 1 else 50))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", type=int, nargs="?", default=50, help="shims (default 50)")
+    parser.add_argument("--settle", type=float, default=0.0, help="seconds to watch KSM merge")
+    args = parser.parse_args()
+    asyncio.run(run(args.n, args.settle))

@@ -31,6 +31,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-growth", type=float, default=8.0, help="MiB after the warm-up")
     p.add_argument("--fd-slack", type=int, default=8, help="fds above the baseline allowed")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    p.add_argument(
+        "--trace-memory",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run berthd under tracemalloc, snapshots in DIR; print what grew",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG here")
     p.add_argument("--workdir", type=Path, default=None, help="where everything goes")
@@ -53,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sample_interval=args.sample_interval,
         fd_slack=args.fd_slack,
         seed=seed,
+        trace_dir=args.trace_memory,
         memory=MemoryLimits(
             warmup_s=args.warmup,
             max_slope=args.max_slope if args.max_slope >= 0 else None,

@@ -11,6 +11,8 @@ then):
 
 Medians over a window, not single samples, so that one garbage-collection moment does not
 decide. The same figures are given per churned pod (KiB per pod), which is what a leak costs.
+The slope over the second half of the churn alone is given too (not judged): a leak keeps
+rising there, a cache that filled up during the first half does not.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class MemoryVerdict:
     pss_after_warmup: float
     pss_end: float
     slope_mib_per_h: float
+    slope_late_mib_per_h: float  # over the second half of the churn only
     growth_mib: float
     growth_kib_per_pod: float
     fitted_samples: int
@@ -96,6 +99,8 @@ def memory_verdict(
     at_end = median([s.rss_mib for s in last])
     growth = at_end - after_warmup
     slope_h = slope * HOUR
+    late = [s for s in churn if s.t >= (begin + end) / 2]
+    slope_late = least_squares([(s.t, s.rss_mib) for s in late])[0] if len(late) > 1 else 0.0
     if limits.max_slope is not None and slope_h > limits.max_slope:
         problems.append(
             f"berthd's RSS grows {slope_h:.1f} MiB/h after the warm-up "
@@ -117,6 +122,7 @@ def memory_verdict(
         pss_after_warmup=median([s.pss_mib for s in first]),
         pss_end=median([s.pss_mib for s in last]),
         slope_mib_per_h=round(slope_h, 2),
+        slope_late_mib_per_h=round(slope_late * HOUR, 2),
         growth_mib=round(growth, 2),
         growth_kib_per_pod=round(growth * 1024 / pods_churned, 3) if pods_churned else 0.0,
         fitted_samples=len(fitted),

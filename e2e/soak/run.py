@@ -19,6 +19,7 @@ line is printed every ``progress_interval`` seconds.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -26,11 +27,12 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cri.api.v1 import api_pb2
 from e2e.drill.environment import DrillEnv
-from e2e.soak import analysis
+from e2e.soak import analysis, tracemem
 from e2e.soak.leaks import leak_check, settle
 from e2e.soak.population import Pod, Population
 from e2e.soak.sampler import Sample, Sampler, fd_count
@@ -53,6 +55,7 @@ class SoakConfig:
     progress_interval: float = 60.0
     fd_slack: int = 8
     seed: int = 0
+    trace_dir: Path | None = None  # run berthd under tracemalloc, snapshots here
     memory: analysis.MemoryLimits = field(default_factory=analysis.MemoryLimits)
 
 
@@ -77,6 +80,7 @@ class Report:
     shims_peak: int = 0
     leaks: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)  # failed calls, probes and logs
+    traced: list[str] = field(default_factory=list)  # with trace_dir: the largest growths
     samples: list[Sample] = field(default_factory=list)
 
     @property
@@ -115,7 +119,11 @@ class Soak:
 
     def run(self) -> Report:
         daemon = self.env.daemon
-        daemon.start()
+        if self.config.trace_dir is not None:
+            self.config.trace_dir.mkdir(parents=True, exist_ok=True)
+            os.environ[tracemem.DIR_ENV] = str(self.config.trace_dir)
+            daemon.command = list(tracemem.COMMAND)
+        daemon.start(timeout=120.0)
         assert daemon.proc is not None
         self.began = time.monotonic()
         self.sampler = Sampler(
@@ -204,10 +212,24 @@ class Soak:
         threads += self._kubelet_threads()
         for thread in threads:
             thread.start()
-        self.stop.wait(self.config.churn_s)
+        began = time.monotonic()
+        snapshots = []
+        if self.config.trace_dir is not None:
+            self.stop.wait(min(self.config.memory.warmup_s, self.config.churn_s))
+            snapshots.append(self._snapshot())
+        self.stop.wait(max(0.0, self.config.churn_s - (time.monotonic() - began)))
+        if self.config.trace_dir is not None:
+            snapshots.append(self._snapshot())
         self.stop.set()
         for thread in threads:
             thread.join()
+        if len(snapshots) == 2 and snapshots[0] and snapshots[1]:
+            self.report.traced = tracemem.growth(snapshots[0], snapshots[1])
+
+    def _snapshot(self) -> Path | None:
+        assert self.config.trace_dir is not None and self.env.daemon.proc is not None
+        print(f"[{self._clock()}] tracemalloc snapshot …", flush=True)
+        return tracemem.request(self.env.daemon.proc.pid, self.config.trace_dir)
 
     def _kubelet_threads(self) -> list[threading.Thread]:
         assert self.ops is not None
@@ -422,6 +444,9 @@ def summary_text(report: Report) -> str:
             f"{m.growth_kib_per_pod:+.2f} KiB per churned pod; PSS {m.pss_after_warmup:.1f} -> "
             f"{m.pss_end:.1f} MiB"
         )
+        lines.append(
+            f"  slope over the second half of the churn: {m.slope_late_mib_per_h:+.1f} MiB/h"
+        )
     if report.cpu is not None:
         c2 = report.cpu
         lines.append(
@@ -436,6 +461,7 @@ def summary_text(report: Report) -> str:
     )
     failures = {k: v for k, v in report.failures.items() if v}
     lines.append(f"  calls: {sum(report.calls.values())}, failed: {failures or 0}")
+    lines += report.traced
     problems = [*(m.problems if m else ()), *report.leaks, *report.violations]
     lines.append(f"  problems: {len(problems)}")
     lines += [f"    - {p[:600]}" for p in problems[:40]]

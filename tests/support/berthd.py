@@ -71,6 +71,7 @@ class Berthd:
             **(settings or {}),
         }
         self.config_path = workdir / "config.toml"
+        self.command = list(BERTHD)  # what runs berthd (e2e.soak may wrap it)
         self.proc: subprocess.Popen[bytes] | None = None
         self._client: CriClient | None = None
 
@@ -84,7 +85,7 @@ class Berthd:
         write_config(self.config_path, self.settings)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [*BERTHD, "--config", str(self.config_path)],
+            [*self.command, "--config", str(self.config_path)],
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,

@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if keep:
         print(f"berthd log: {env.daemon.log_path}")
     if args.json is not None:
-        args.json.write_text(json.dumps(report.to_json(), indent=1))
+        args.json.write_text(json.dumps(report.to_json(), indent=1, default=str))
         print(f"JSON: {args.json}")
     if args.plot is not None:
         from e2e.soak.plot import plot

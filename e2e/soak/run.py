@@ -123,7 +123,12 @@ class Soak:
             self.config.trace_dir.mkdir(parents=True, exist_ok=True)
             os.environ[tracemem.DIR_ENV] = str(self.config.trace_dir)
             daemon.command = list(tracemem.COMMAND)
-        daemon.start(timeout=120.0)
+        try:
+            daemon.start(timeout=120.0)
+        except BaseException:
+            if daemon.proc is not None and daemon.proc.poll() is None:
+                daemon.kill()  # still starting: it must not outlive the soak
+            raise
         assert daemon.proc is not None
         self.began = time.monotonic()
         self.sampler = Sampler(

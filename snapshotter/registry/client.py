@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
 
+import httpcore
 import httpx
 import structlog
 
@@ -43,6 +44,11 @@ from snapshotter.registry.hosts import RegistryHost, RegistryHosts
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+# httpcore reads a response body at most 64 KiB per call, so a 100 MB blob on a fast link costs
+# thousands of event-loop round trips through h11 and anyio. Up to 1 MiB per call (whatever
+# the socket holds) cut a 120 MB pull's download CPU by about a fifth on our 2-core machine
+# (user 0.34 -> 0.27 s). A class attribute: every httpx client in the process gets it.
+httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = 1 << 20
 _MAX_BACKOFF: Final = 8.0
 _MAX_RETRY_AFTER: Final = 30.0
 _ERROR_BODY: Final = 4096

@@ -100,6 +100,7 @@ def validate(rt: Runtime, config: api_pb2.PodSandboxConfig, handler: str) -> str
     if config.log_directory:
         validate_fields.absolute_path("RunPodSandbox: log_directory", config.log_directory)
     validate_fields.cgroup_parent(config.linux.cgroup_parent, driver=rt.config.cgroup_driver)
+    validate_fields.port_mappings("RunPodSandbox: port_mappings", config.port_mappings)
     validate_fields.resources("RunPodSandbox: linux.resources", config.linux.resources)
     validate_fields.resources("RunPodSandbox: linux.overhead", config.linux.overhead)
     name = handler or rt.config.default_runtime

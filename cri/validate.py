@@ -6,7 +6,9 @@ request changes anything.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Iterable
 
 from cri import cgroups, errors
 from cri.api.v1 import api_pb2
@@ -46,6 +48,26 @@ def cgroup_parent(value: str, *, driver: str = "cgroupfs") -> None:
         problem = cgroups.slice_error(value)
         if problem is not None:
             raise errors.InvalidArgument(problem)
+
+
+def port_mappings(where: str, mappings: Iterable[api_pb2.PortMapping]) -> None:
+    """Known protocol, ports in range (a host port needs a container port), an IP or nothing."""
+    for i, m in enumerate(mappings):
+        here = f"{where}[{i}]"
+        if m.protocol not in api_pb2.Protocol.values():
+            raise errors.InvalidArgument(f"{here}.protocol {m.protocol} is not TCP, UDP or SCTP")
+        for name, port in (("container_port", m.container_port), ("host_port", m.host_port)):
+            if not 0 <= port <= 65535:
+                raise errors.InvalidArgument(f"{here}.{name} {port} is not in 0..65535")
+        if m.host_port and not m.container_port:
+            raise errors.InvalidArgument(f"{here}: host_port {m.host_port} needs a container_port")
+        if m.host_ip:
+            try:
+                ipaddress.ip_address(m.host_ip)
+            except ValueError:
+                raise errors.InvalidArgument(
+                    f"{here}.host_ip {m.host_ip[:64]!r} is not an IP address"
+                ) from None
 
 
 def resources(where: str, res: api_pb2.LinuxContainerResources) -> None:

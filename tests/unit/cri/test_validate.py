@@ -65,3 +65,35 @@ def test_ordinary_resources() -> None:
             oom_score_adj=-998,
         ),
     )
+
+
+def _mapping(**kw: object) -> api_pb2.PortMapping:
+    return api_pb2.PortMapping(**kw)  # type: ignore[arg-type]
+
+
+def test_port_mappings_kubelet_sends_are_accepted() -> None:
+    validate.port_mappings(
+        "pm",
+        [
+            _mapping(container_port=80),  # a container port without a host port
+            _mapping(protocol=api_pb2.UDP, container_port=53, host_port=5353, host_ip="127.0.0.1"),
+            _mapping(protocol=api_pb2.SCTP, container_port=9, host_port=9, host_ip="::1"),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("mapping", "problem"),
+    [
+        (_mapping(protocol=-1, container_port=2), "protocol -1"),
+        (_mapping(protocol=7, container_port=2), "protocol 7"),
+        (_mapping(container_port=-1), "container_port -1"),
+        (_mapping(container_port=80, host_port=70000), "host_port 70000"),
+        (_mapping(host_port=8080), "needs a container_port"),
+        (_mapping(container_port=1, host_port=2, host_ip=":.@.x"), "not an IP address"),
+        (_mapping(container_port=1, host_port=2, host_ip="10.0.0.1/24"), "not an IP address"),
+    ],
+)
+def test_bad_port_mappings_are_invalid(mapping: api_pb2.PortMapping, problem: str) -> None:
+    with pytest.raises(errors.InvalidArgument, match=problem):
+        validate.port_mappings("pm", [_mapping(container_port=1), mapping])

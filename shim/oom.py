@@ -123,8 +123,26 @@ def oom_kill_count(cgroup_dir: Path) -> int | None:
     return None
 
 
+def verdict(
+    count: int, *, gone: bool, sigkilled: bool, parent: int | None, parent_seen: int | None
+) -> int:
+    """The container's oom_kill count at exit: its own (``count``, last read), or, when its
+    cgroup was gone and SIGKILL ended it, one more if the parent counted a kill since."""
+    if gone and sigkilled and parent is not None and parent_seen is not None:
+        return count + (parent > parent_seen)
+    return count
+
+
 class Watch:
-    """The oom_kill counter of a v2 cgroup, kept while it exists (see module doc)."""
+    """The oom_kill counter of a v2 cgroup, kept while it exists (see module doc).
+
+    When the cgroup is gone before the shim has read it (systemd removes an empty scope at
+    once, and a busy host can delay the shim more than systemd), the parent's counter decides:
+    it counts its children's OOM kills, so an increase since the shim last saw its own cgroup
+    (re-read on each of the cgroup's memory events and before each signal the shim sends) while
+    the init died of SIGKILL is this container's. Only another container of the same parent
+    OOM-killed in that same short window could be mistaken for it.
+    """
 
     def __init__(self, cgroup_dir: Path, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -136,7 +154,15 @@ class Watch:
             self._poll.close()
             os.close(self._fd)
             raise
-        self.count = self._read() or 0
+        try:
+            self._parent: int | None = os.open(
+                cgroup_dir.parent / "memory.events", os.O_RDONLY | os.O_CLOEXEC
+            )
+        except OSError:
+            self._parent = None
+        self.count = 0
+        self._parent_seen: int | None = None
+        self.refresh()
         loop.add_reader(self._poll.fileno(), self._changed)
 
     @classmethod
@@ -149,33 +175,51 @@ class Watch:
         except OSError:
             return None
 
-    def _read(self) -> int | None:
-        if self._fd is None:
+    @staticmethod
+    def _read(fd: int | None) -> int | None:
+        if fd is None:
             return None
         try:
-            return parse_oom_kill(os.pread(self._fd, 4096, 0).decode())
+            return parse_oom_kill(os.pread(fd, 4096, 0).decode())
         except (OSError, ValueError):  # the cgroup is gone
             return None
+
+    def refresh(self) -> bool:
+        """Read the counter (the parent's first); False once the cgroup is gone."""
+        parent = self._read(self._parent)
+        own = self._read(self._fd)
+        if own is None:
+            return False
+        self.count = max(self.count, own)
+        self._parent_seen = parent
+        return True
 
     def _changed(self) -> None:
         with contextlib.suppress(OSError):
             self._poll.poll(0)
-        found = self._read()
-        if found is None:
-            self.close()
-        else:
-            self.count = max(self.count, found)
+        if self._fd is not None and not self.refresh():
+            self._stop_polling()
 
-    def final(self) -> int:
-        """The counter now (or as last seen, if the cgroup is gone); stops watching."""
-        found = self._read()
+    def final(self, *, sigkilled: bool) -> int:
+        """The counter at the init's exit (see class doc); stops watching."""
+        parent = self._read(self._parent)
+        gone = self._fd is None or not self.refresh()
+        found = verdict(
+            self.count, gone=gone, sigkilled=sigkilled, parent=parent, parent_seen=self._parent_seen
+        )
         self.close()
-        return max(self.count, found or 0)
+        return found
 
-    def close(self) -> None:
+    def _stop_polling(self) -> None:
         if self._fd is None:
             return
         self._loop.remove_reader(self._poll.fileno())
         self._poll.close()
         os.close(self._fd)
         self._fd = None
+
+    def close(self) -> None:
+        self._stop_polling()
+        if self._parent is not None:
+            os.close(self._parent)
+            self._parent = None

@@ -196,7 +196,7 @@ class Task:
         finished = time.time_ns()
         # Before draining the output: a systemd scope's cgroup goes with its last process.
         if self._oom is not None:
-            count: int | None = self._oom.final()
+            count: int | None = self._oom.final(sigkilled=_sigkilled(status))
         else:
             count = oom.oom_kill_count(self._cgroup) if self._cgroup is not None else None
         oom_killed = bool(count)
@@ -280,6 +280,8 @@ class Task:
         self._require()
         if self._reaped:
             return
+        if self._oom is not None:
+            self._oom.refresh()  # OOM kills elsewhere in the parent until now are not ours
         if all:
             assert self._rt is not None
             try:
@@ -386,3 +388,7 @@ class Task:
         if self._monitor is not None:
             self._monitor.cancel()
             await asyncio.gather(self._monitor, return_exceptions=True)
+
+
+def _sigkilled(wait_status: int) -> bool:
+    return os.WIFSIGNALED(wait_status) and os.WTERMSIG(wait_status) == signal.SIGKILL

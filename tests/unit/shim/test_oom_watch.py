@@ -19,3 +19,15 @@ async def test_a_plain_file_cannot_be_watched_and_nothing_leaks(tmp_path: Path) 
     before = len(os.listdir("/proc/self/fd"))
     assert oom.Watch.of(tmp_path) is None  # epoll refuses regular files
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_vanished_cgroup_is_judged_by_its_parents_counter() -> None:
+    # Read in time: the container's own counter.
+    assert oom.verdict(1, gone=False, sigkilled=True, parent=9, parent_seen=3) == 1
+    assert oom.verdict(0, gone=False, sigkilled=True, parent=9, parent_seen=3) == 0
+    # Gone (systemd removed the scope first): the parent counted a kill since -> ours.
+    assert oom.verdict(0, gone=True, sigkilled=True, parent=4, parent_seen=3) == 1
+    # ... but not if SIGKILL did not end it, or the parent counted nothing new.
+    assert oom.verdict(0, gone=True, sigkilled=False, parent=4, parent_seen=3) == 0
+    assert oom.verdict(0, gone=True, sigkilled=True, parent=3, parent_seen=3) == 0
+    assert oom.verdict(0, gone=True, sigkilled=True, parent=None, parent_seen=3) == 0

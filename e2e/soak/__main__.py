@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot is not None:
         from e2e.soak.plot import plot
 
-        print(f"plot: {plot(report, args.plot)}")
+        print(f"plot: {plot(json.loads(json.dumps(report.to_json(), default=str)), args.plot)}")
     return 1 if report.failed else 0
 
 

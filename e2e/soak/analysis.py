@@ -141,13 +141,18 @@ class CpuFigures:
     max_pct: float
 
 
-def cpu_percents(samples: Sequence[Sample]) -> list[float]:
-    """berthd's CPU between consecutive samples, in % of one core."""
+def cpu_series(samples: Sequence[Sample]) -> list[tuple[float, float]]:
+    """berthd's CPU between consecutive samples, in % of one core, at the later sample's
+    time (samples taken at the same moment are skipped)."""
     out = []
     for a, b in itertools.pairwise(samples):
         if b.t > a.t:
-            out.append(100.0 * (b.cpu_s - a.cpu_s) / (b.t - a.t))
+            out.append((b.t, 100.0 * (b.cpu_s - a.cpu_s) / (b.t - a.t)))
     return out
+
+
+def cpu_percents(samples: Sequence[Sample]) -> list[float]:
+    return [pct for _, pct in cpu_series(samples)]
 
 
 def cpu_figures(samples: Sequence[Sample]) -> CpuFigures | None:

@@ -219,6 +219,19 @@ class FuzzRun:
 
     # -- clean-up and traces -------------------------------------------------------------------
 
+    def _remove_pod(self, pod_id: str, attempts: int = 3) -> None:
+        """RemovePodSandbox, retried as the kubelet retries it: with hundreds of fuzzed pods on
+        one bridge a CNI DEL can outlast the harness's short CNI timeout (DEADLINE_EXCEEDED),
+        and the next call finishes the removal."""
+        request = api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id)
+        for attempt in range(attempts):
+            try:
+                self.harness.call("RemovePodSandbox", request)
+                return
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED or attempt == attempts - 1:
+                    raise
+
     def clean_up(self, keep: set[str] | None = None) -> None:
         """Remove whatever the fuzzer made: pods, containers and images not among the targets."""
         h = self.harness
@@ -228,7 +241,7 @@ class FuzzRun:
         )
         for pod in h.call("ListPodSandbox", api_pb2.ListPodSandboxRequest()).items:
             if pod.id not in keep:
-                h.call("RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod.id))
+                self._remove_pod(pod.id)
         for ctr in h.call("ListContainers", api_pb2.ListContainersRequest()).containers:
             if ctr.id not in keep:
                 h.call("RemoveContainer", api_pb2.RemoveContainerRequest(container_id=ctr.id))

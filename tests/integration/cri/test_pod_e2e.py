@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -49,19 +50,23 @@ def run_pod(daemon: Berthd, name: str, log_dir: Path) -> str:
 
 
 def create_start(
-    daemon: Berthd, pod_id: str, name: str, image: str, command: list[str], log_dir: Path
+    daemon: Berthd,
+    pod_id: str,
+    name: str,
+    image: str,
+    command: list[str],
+    log_dir: Path,
+    mounts: Sequence[api_pb2.Mount] = (),
 ) -> str:
     pod = daemon.client.runtime.PodSandboxStatus(
         api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id)
     ).status
     config = sandbox_config(pod.metadata.name, log_directory=str(log_dir))
     config.metadata.CopyFrom(pod.metadata)
+    ctr = container_config(name, image, command, log_path=f"{name}/0.log")
+    ctr.mounts.extend(mounts)
     cid = daemon.client.runtime.CreateContainer(
-        api_pb2.CreateContainerRequest(
-            pod_sandbox_id=pod_id,
-            config=container_config(name, image, command, log_path=f"{name}/0.log"),
-            sandbox_config=config,
-        )
+        api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=ctr, sandbox_config=config)
     ).container_id
     daemon.client.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
     return str(cid)

@@ -19,7 +19,12 @@ from tests.support.fixtures_registry import LocalRegistry
 pytestmark = [pytest.mark.root, pytest.mark.runc, pytest.mark.cni, pytest.mark.registry]
 
 COUNTER = "i=0; while :; do echo line-$i; i=$((i+1)); sleep 0.05; done"
-EXITER = "i=0; while [ $i -lt 10 ]; do echo line-$i; i=$((i+1)); sleep 0.4; done"
+# Waits for the test's signal (a file in a host directory mounted at /go), so that it exits
+# while berthd is down however long creating the others took.
+EXITER = (
+    "while [ ! -e /go/now ]; do sleep 0.1; done; "
+    "i=0; while [ $i -lt 10 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done"
+)
 
 
 def shim_pids(state: Path) -> list[int]:
@@ -62,12 +67,15 @@ def test_sigkill_with_20_containers_and_5_exits_meanwhile_loses_nothing_and_leak
                 pod_berthd, pod_id, name, registry.ref(), ["sh", "-c", COUNTER], tmp_path / f"p{n}"
             )
             running[cid] = pod_id
+    signal_dir = tmp_path / "go"
+    signal_dir.mkdir()
+    go = api_pb2.Mount(container_path="/go", host_path=str(signal_dir), readonly=True)
     for n, pod_id in enumerate(pods):
-        if n % 2:  # last, so that all of them are still running when berthd is killed
+        if n % 2:
             code = 3 + n // 2
             argv = ["sh", "-c", f"{EXITER}; exit {code}"]
             cid = create_start(
-                pod_berthd, pod_id, "exits", registry.ref(), argv, tmp_path / f"p{n}"
+                pod_berthd, pod_id, "exits", registry.ref(), argv, tmp_path / f"p{n}", [go]
             )
             exiting[cid] = code
     assert (len(running), len(exiting)) == (15, 5)
@@ -78,7 +86,8 @@ def test_sigkill_with_20_containers_and_5_exits_meanwhile_loses_nothing_and_leak
         status = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid)).status
         assert status.state == api_pb2.CONTAINER_RUNNING
     pod_berthd.kill()
-    time.sleep(5)  # the exiters exit while berthd is down
+    (signal_dir / "now").touch()  # the exiters print their lines and exit while berthd is down
+    time.sleep(3)
     assert all(alive(pid) for pid in shim_pids(pod_berthd.state))  # containers kept running
     pod_berthd.start()
     rt = pod_berthd.client.runtime

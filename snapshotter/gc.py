@@ -88,7 +88,7 @@ class Collector:
                 self._pending = True
                 return
             self._pending = False
-            self._sweep(unfinished=False, keep_ingests_younger_than=self._grace)
+            self._sweep(unfinished=False, blobs_grace=0.0, ingests_grace=self._grace)
 
     def expire(self) -> None:
         """Sweep, keeping unreferenced blobs and ingests younger than the grace; skipped while
@@ -96,7 +96,7 @@ class Collector:
         with self._lock:
             if self._leases:
                 return
-            self._sweep(unfinished=False, keep_younger_than=self._grace)
+            self._sweep(unfinished=False, blobs_grace=self._grace, ingests_grace=self._grace)
 
     def recover(self, *, keep_younger_than: float = 0.0) -> None:
         """Sweep at start-up, unfinished unpacks included (nothing holds a lease yet).
@@ -108,32 +108,21 @@ class Collector:
         """
         with self._lock:
             self._sweep(
-                unfinished=True,
-                keep_younger_than=keep_younger_than,
-                keep_ingests_younger_than=keep_younger_than,
+                unfinished=True, blobs_grace=keep_younger_than, ingests_grace=keep_younger_than
             )
 
-    def _sweep(
-        self,
-        *,
-        unfinished: bool,
-        keep_younger_than: float = 0.0,
-        keep_ingests_younger_than: float | None = None,
-    ) -> None:
+    def _sweep(self, *, unfinished: bool, blobs_grace: float, ingests_grace: float) -> None:
+        """Free what no image reaches; unreferenced blobs and partial downloads written less
+        than their grace (seconds) ago stay."""
         chains, blobs = self._live()
         removed = self._sweep_snapshots(chains, unfinished)
         dropped = [
-            d
-            for d in self._content.digests()
-            if d not in blobs and not self._young(d, keep_younger_than)
+            d for d in self._content.digests() if d not in blobs and not self._young(d, blobs_grace)
         ]
         for digest in dropped:
             self._content.delete(digest)
-        ingest_limit = (
-            keep_younger_than if keep_ingests_younger_than is None else (keep_ingests_younger_than)
-        )
         aborted = [
-            d for d in self._content.ingests() if not self._young(d, ingest_limit, partial=True)
+            d for d in self._content.ingests() if not self._young(d, ingests_grace, partial=True)
         ]
         for digest in aborted:
             self._content.abort(digest)

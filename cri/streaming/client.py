@@ -196,7 +196,11 @@ class SpdyClient:
                 reader.feed_eof()
 
         chosen = ws.subprotocol.removeprefix(tunnel.PREFIX)
-        client = cls(reader, _WsBytes(ws), chosen, window_updates=False)
+        transport = ws._writer.transport
+        writer = tunnel.TunnelWriter(
+            ws.send_raw, transport.abort, lambda: not transport.is_closing()
+        )
+        client = cls(reader, writer, chosen, window_updates=False)
         client._pump = asyncio.create_task(pump())
         client._task = asyncio.create_task(client._read_loop(b""))
         return client
@@ -489,35 +493,6 @@ class WsClient:
             self.close_code = event.code
             with contextlib.suppress(wsproto.utilities.LocalProtocolError):
                 self._writer.write(self._ws.send(event.response()))
-
-
-class _WsBytes:
-    """A `ByteWriter` sending each drained write as one binary WebSocket message."""
-
-    def __init__(self, ws: WsClient) -> None:
-        self._ws = ws
-        self._pending: list[bytes] = []
-        self.transport = ws._writer.transport
-
-    def write(self, data: bytes) -> None:
-        self._pending.append(bytes(data))
-
-    async def drain(self) -> None:
-        if self._pending:
-            data, self._pending = b"".join(self._pending), []
-            await self._ws.send_raw(data)
-
-    def is_closing(self) -> bool:
-        return self.transport.is_closing()
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def write_eof(self) -> None:
-        raise NotImplementedError("a WebSocket cannot half-close")
-
-    def close(self) -> None:
-        self.transport.abort()
 
 
 async def exec_websocket(

@@ -14,6 +14,7 @@ was written since as one message (the session writes one frame, then drains).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from cri.streaming.websocket import WsConnection
@@ -35,7 +36,7 @@ class Tunnel:
     def __init__(self, conn: WsConnection) -> None:
         self.conn = conn
         self.reader = asyncio.StreamReader()
-        self.writer = TunnelWriter(conn)
+        self.writer = TunnelWriter(conn.send, conn.abort, conn.is_open)
 
     async def pump(self) -> None:
         """Feed received messages to the reader until the WebSocket ends (then EOF).
@@ -53,10 +54,18 @@ class Tunnel:
 
 
 class TunnelWriter:
-    """The writing half a `SpdySession` uses, sending binary messages on the WebSocket."""
+    """A SPDY session's writer (`spdy_session.ByteWriter`) over a WebSocket: each `drain()`
+    sends what was written since as one binary message through `send`."""
 
-    def __init__(self, conn: WsConnection) -> None:
-        self._conn = conn
+    def __init__(
+        self,
+        send: Callable[[bytes], Awaitable[None]],
+        abort: Callable[[], None],
+        is_open: Callable[[], bool],
+    ) -> None:
+        self._send = send
+        self._abort = abort
+        self._is_open = is_open
         self._pending: list[bytes] = []
 
     @property
@@ -70,10 +79,10 @@ class TunnelWriter:
         if self._pending:
             data = b"".join(self._pending)
             self._pending.clear()
-            await self._conn.send(data)
+            await self._send(data)
 
     def is_closing(self) -> bool:
-        return not self._conn.is_open()
+        return not self._is_open()
 
     def can_write_eof(self) -> bool:
         return False  # half-close does not exist in a WebSocket; GOAWAY says it
@@ -82,7 +91,7 @@ class TunnelWriter:
         raise NotImplementedError("a WebSocket cannot half-close")
 
     def close(self) -> None:
-        self._conn.abort()
+        self._abort()
 
     def abort(self) -> None:
-        self._conn.abort()
+        self._abort()

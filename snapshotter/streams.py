@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import queue
-import threading
 import zlib
 from typing import Any, Final, Protocol
 
@@ -130,73 +128,6 @@ class _Raw(io.RawIOBase):
         data = self._src.read(len(b))
         b[: len(data)] = data
         return len(data)
-
-
-class Prefetcher(io.RawIOBase):
-    """Reads `src` ahead in a thread, so inflating and hashing overlap writing files.
-
-    zlib, zstd and hashlib release the GIL, so on two cores the layer's
-    decompression costs almost nothing next to file creation. A failure in
-    the thread is raised by the `read` that reaches it. Always `close()`.
-    """
-
-    _DEPTH: Final = 8
-
-    def __init__(self, src: Readable) -> None:
-        super().__init__()
-        self._src = src
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self._DEPTH)
-        self._stop = threading.Event()
-        self._buf = memoryview(b"")
-        self._done = False
-        self._thread = threading.Thread(target=self._produce, name="berth-unpack-read")
-        self._thread.start()
-
-    def _produce(self) -> None:
-        try:
-            while not self._stop.is_set():
-                chunk = self._src.read(CHUNK)
-                self._put(chunk)
-                if not chunk:
-                    return
-        except BaseException as exc:  # handed to the reader, which raises it
-            self._put(exc)
-
-    def _put(self, item: bytes | BaseException) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        if not self._buf and not self._next():
-            return b""
-        if 0 <= n < len(self._buf):
-            data, self._buf = self._buf[:n], self._buf[n:]
-        else:
-            data, self._buf = self._buf, memoryview(b"")
-        return bytes(data)
-
-    def _next(self) -> bool:
-        if self._done:
-            return False
-        item = self._queue.get()
-        if isinstance(item, BaseException):
-            self._done = True
-            raise item
-        self._done = not item
-        self._buf = memoryview(item)
-        return bool(item)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        super().close()
 
 
 class HashingReader(io.RawIOBase):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import threading
 import zlib
 
 import pytest
@@ -14,7 +13,6 @@ from snapshotter import errors
 from snapshotter.streams import (
     GzipReader,
     HashingReader,
-    Prefetcher,
     compression_of,
     decompressed,
 )
@@ -83,43 +81,3 @@ def test_hashing_reader_hashes_everything_and_bounds_it() -> None:
     assert (r.count, r.digest) == (100_000, sha256(data))
     with pytest.raises(errors.InvalidArgument, match="layer x: more than 99999 bytes"):
         HashingReader(io.BytesIO(data), limit=99_999, what="layer x").drain()
-
-
-def test_prefetcher_passes_everything_through_in_order() -> None:
-    data = os.urandom(5 << 20)
-    ahead = Prefetcher(io.BytesIO(data))
-    try:
-        assert read_all(ahead, 10240) == data
-        assert ahead.read() == b""
-    finally:
-        ahead.close()
-
-
-def test_prefetcher_raises_the_producers_error_where_the_reader_reaches_it() -> None:
-    class Failing:
-        def __init__(self) -> None:
-            self.calls = 0
-
-        def read(self, n: int = -1) -> bytes:
-            self.calls += 1
-            if self.calls > 2:
-                raise errors.InvalidArgument("layer y: broken")
-            return b"x" * 100
-
-    ahead = Prefetcher(Failing())
-    try:
-        assert ahead.read(150) == b"x" * 100
-        assert ahead.read(150) == b"x" * 100
-        with pytest.raises(errors.InvalidArgument, match="broken"):
-            ahead.read(150)
-    finally:
-        ahead.close()
-
-
-def test_prefetcher_close_stops_a_producer_that_is_far_ahead() -> None:
-    endless = io.BytesIO(bytes(64 << 20))
-    ahead = Prefetcher(endless)
-    ahead.read(10)
-    ahead.close()
-    assert not any(t.name == "berth-unpack-read" for t in threading.enumerate())
-    assert endless.tell() < 64 << 20  # it stopped instead of reading everything

@@ -130,6 +130,23 @@ def scrub(workdir: Path, env: DrillEnv, spare: tuple[int, ...] = ()) -> list[str
 
 
 @contextmanager
+def in_suite(
+    workdir: Path, conf_dir: Path, bridge: str, registry_host: str, image: str,
+    churn: list[ImageFact],
+) -> Iterator[DrillEnv]:  # fmt: skip
+    """An environment on the test suite's CNI network and registry; at the end whatever berthd
+    left is removed, and it is an AssertionError that there was any."""
+    net = Network(conf_dir=conf_dir, bridge=bridge, ipam_dir=conf_dir.parent / "ipam")
+    env = make_env(workdir, net, registry_host, image, churn)
+    try:
+        yield env
+    finally:
+        leftovers = scrub(workdir, env)
+        remove_cgroup_parents([env.cgroup_parent])
+        assert leftovers == [], "\n".join(leftovers)
+
+
+@contextmanager
 def standalone(workdir: Path, workers: int, *, keep: bool = False) -> Iterator[DrillEnv]:
     """Registry, network and berthd under ``workdir``; all removed at the end."""
     with ExitStack() as stack:

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from e2e.drill.environment import DrillEnv, Network, make_env, scrub
+from e2e.drill.environment import DrillEnv, in_suite
 from e2e.soak.analysis import MemoryLimits
 from e2e.soak.run import Soak, SoakConfig
-from tests.support.failpoint_node import remove_cgroup_parents
 from tests.support.fixtures_pods import CniNet
 from tests.support.fixtures_registry import LocalRegistry
 
@@ -34,16 +33,10 @@ def soak_env(
     tmp_path_factory: pytest.TempPathFactory, cni_net: CniNet, registry: LocalRegistry
 ) -> Iterator[DrillEnv]:
     workdir = Path(tmp_path_factory.mktemp("soak"))
-    net = Network(
-        conf_dir=cni_net.conf_dir, bridge=cni_net.bridge, ipam_dir=cni_net.conf_dir.parent / "ipam"
-    )
-    env = make_env(workdir, net, registry.host, registry.ref(), churn=[])
-    try:
+    with in_suite(
+        workdir, cni_net.conf_dir, cni_net.bridge, registry.host, registry.ref(), []
+    ) as env:
         yield env
-    finally:
-        leftovers = scrub(workdir, env)
-        remove_cgroup_parents([env.cgroup_parent])
-        assert leftovers == [], "\n".join(leftovers)
 
 
 def test_short_soak_churns_pods_and_leaks_nothing(soak_env: DrillEnv) -> None:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from e2e.drill.environment import DrillEnv, Network, churn_facts, make_env, scrub
+from e2e.drill.environment import DrillEnv, churn_facts, in_suite
 from e2e.drill.run import Drill, DrillConfig
 from tests.integration.faults.harness import none
 from tests.support import oci_builder as ob
-from tests.support.failpoint_node import remove_cgroup_parents
 from tests.support.fixtures_pods import CniNet
 from tests.support.fixtures_registry import LocalRegistry
 
@@ -35,21 +34,15 @@ def drill_env(
     tmp_path_factory: pytest.TempPathFactory, cni_net: CniNet, registry: LocalRegistry
 ) -> Iterator[DrillEnv]:
     workdir = Path(tmp_path_factory.mktemp("drill"))
-    net = Network(
-        conf_dir=cni_net.conf_dir, bridge=cni_net.bridge, ipam_dir=cni_net.conf_dir.parent / "ipam"
-    )
 
     def push(repo: str, tag: str, image: ob.Image) -> str:
         return registry.push(repo, tag, image)
 
     churn = churn_facts(push, registry.host, workers=2)
-    env = make_env(workdir, net, registry.host, registry.ref(), churn)
-    try:
+    with in_suite(
+        workdir, cni_net.conf_dir, cni_net.bridge, registry.host, registry.ref(), churn
+    ) as env:
         yield env
-    finally:
-        leftovers = scrub(workdir, env)
-        remove_cgroup_parents([env.cgroup_parent])
-        assert leftovers == [], "\n".join(leftovers)
 
 
 def test_short_crash_drill_loses_nothing_and_leaks_nothing(drill_env: DrillEnv) -> None:

@@ -1,77 +1,141 @@
 """Attach: a client connection joins the container's stdio.
 
-Every attachment gets the container's output from the moment it attaches
-(nothing is replayed; the log has the past), may write to the container's
-stdin and resize its tty. When the container exits, each attachment gets the
-exit frame after the output is drained. Detaching (stdin-close frame or
-disconnect) of an attachment that had stdin releases it: with `stdin_once`
-the container's stdin is closed then.
+The keeper owns the container's output. For each attachment it forks a
+stream worker and feeds it through a pipe (`Feed`): stream frames of the
+output from the moment the attachment was registered (nothing is replayed;
+the log has the past), then one exit frame once the output is drained. A
+feed the worker does not keep up with (the pipe is full) is dropped: the
+worker then closes the client's connection, so a slow attacher never slows
+the container.
+
+The worker (`serve_feed`) writes the client's stdin straight to the
+container's (it inherited the descriptor) and resizes the tty. When an
+attachment that had stdin detaches (stdin-close frame or disconnect) it
+writes one byte on `back`: with `stdin_once` the keeper then closes the
+container's stdin.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+import contextlib
+import fcntl
+import json
+import os
 
-from shim import api, stdio, streams
+from shim import api, fdio, protocol, stdio, streams
+
+FEED_PIPE_SIZE = 1 << 20
+_HEADER = 5
 
 
-class Attachment:
-    """One attached connection, filtered to the streams it asked for."""
+class Feed:
+    """The keeper's end of one attachment's feed pipe."""
 
-    def __init__(self, conn: streams.StreamConn, params: api.AttachParams) -> None:
-        self._conn = conn
-        self._wanted = {api.CH_STDOUT: params.stdout, api.CH_STDERR: params.stderr}
+    def __init__(self, fd: int, params: api.AttachParams) -> None:
+        self.fd: int | None = fd
+        os.set_blocking(fd, False)
+        with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, FEED_PIPE_SIZE)
+        self._wanted = (params.stdout, params.stderr)
 
     def send(self, channel: int, data: bytes) -> None:
-        if self._wanted.get(channel):
-            self._conn.send(channel, data)
+        if channel == api.CH_STDOUT and not self._wanted[0]:
+            return
+        if channel == api.CH_STDERR and not self._wanted[1]:
+            return
+        self._write(protocol.encode_stream(channel, data))
+
+    def finish(self, exit_code: int) -> None:
+        """The exit frame, then the end of the feed."""
+        self._write(protocol.encode_stream(api.CH_EXIT, b'{"exit_code":%d}' % exit_code))
+        self.close()
+
+    def _write(self, frame: bytes) -> None:
+        if self.fd is None:
+            return
+        try:
+            written = os.write(self.fd, frame)
+        except OSError:
+            written = -1
+        if written != len(frame):
+            self.close()  # the worker fell behind or is gone: it drops its client
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
-async def serve(
-    io: stdio.ContainerIO,
-    exited: Callable[[], Coroutine[Any, Any, int]],
-    params: api.AttachParams,
+async def serve_feed(
     conn: streams.StreamConn,
-    ready: Callable[[], Awaitable[None]],
+    params: api.AttachParams,
+    *,
+    feed: int,
+    back: int,
+    stdin: int | None,
+    master: int | None,
 ) -> None:
     """Run one attachment until the container exits or the client leaves.
 
-    The attachment is registered before `ready()` answers the request, so
-    the client sees all output produced after it got the OK.
+    `stdin` is the container's stdin (pipe or pty master) when this attachment may write
+    to it, else None: a worker must not hold the pipe open for nothing (`stdin_once`).
     """
-    att = Attachment(conn, params)
-    stdin_open = params.stdin and io.has_stdin
+    # The worker's one copy of the stdin pipe goes with the writer; a pty master stays (resize).
+    writer: fdio.FdWriter | None = None
+    if stdin is not None:
+        writer = fdio.FdWriter(os.dup(stdin) if stdin == master else stdin)
 
     async def on_stdin(data: bytes) -> None:
-        if stdin_open:
-            io.write_stdin(data)
-            await io.stdin_drain()
+        if writer is not None:
+            writer.write(data)
+            await writer.drain()
 
     def release() -> None:
-        nonlocal stdin_open
-        if stdin_open:
-            stdin_open = False
-            io.release_stdin()
+        nonlocal writer
+        if writer is not None:
+            writer.close()
+            writer = None
+            with contextlib.suppress(OSError):
+                os.write(back, b"r")
 
-    io.attach(att)
-    try:
-        await ready()
-    except BaseException:
-        io.detach(att)
-        raise
+    def on_resize(width: int, height: int) -> None:
+        if master is not None:
+            with contextlib.suppress(OSError):
+                stdio.resize(master, width, height)
+
+    os.set_blocking(feed, False)
     loop = asyncio.get_running_loop()
-    reading = loop.create_task(conn.input(on_stdin, release, io.resize))
-    exiting = loop.create_task(exited())
+    reading = loop.create_task(conn.input(on_stdin, release, on_resize))
+    feeding = loop.create_task(_forward(feed, conn))
     try:
-        await asyncio.wait({reading, exiting}, return_when=asyncio.FIRST_COMPLETED)
-        if exiting.done():
-            await conn.finish(exiting.result())
+        await asyncio.wait({reading, feeding}, return_when=asyncio.FIRST_COMPLETED)
+        if feeding.done() and not feeding.cancelled() and feeding.exception() is None:
+            code = feeding.result()
+            if code is None:
+                conn.abort()  # the keeper dropped this attachment
+            else:
+                await conn.finish(code)
     finally:
-        io.detach(att)
-        for task in (reading, exiting):
+        for task in (reading, feeding):
             task.cancel()
-        await asyncio.gather(reading, exiting, return_exceptions=True)
+        await asyncio.gather(reading, feeding, return_exceptions=True)
         release()
         await conn.close()
+
+
+async def _forward(feed: int, conn: streams.StreamConn) -> int | None:
+    """Pass the feed's output frames on; the exit code, or None if the feed just ended."""
+    buf = bytearray()
+    while chunk := await fdio.read_some(feed):
+        buf += chunk
+        while len(buf) >= _HEADER:
+            channel, length = protocol.STREAM_HEADER.unpack_from(buf)
+            if len(buf) < _HEADER + length:
+                break
+            payload = bytes(buf[_HEADER : _HEADER + length])
+            del buf[: _HEADER + length]
+            if channel == api.CH_EXIT:
+                return int(json.loads(payload)["exit_code"])
+            conn.send(channel, payload)
+    return None

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from shim import errors, exitfile, mount, state, task
+from shim import errors, exitfile, mount, state, workers
 
 KILL_WAIT = 10.0
 
@@ -58,14 +58,14 @@ def delete(
     if record.get("mounted") and record.get("rootfs"):
         mount.unmount_all(str(record["rootfs"]))
     status = exitfile.read(state_dir) or _unknown_exit(state_dir, init)
-    for name in (state.TASK, task.INIT_PID, state.SOCKET, state.PID):
+    for name in (state.TASK, workers.INIT_PID, state.SOCKET, state.PID):
         state.remove_quietly(state_dir / name)
     return status
 
 
 def _init_pid(state_dir: Path) -> int | None:
     try:
-        return int((state_dir / task.INIT_PID).read_text().strip())
+        return int((state_dir / workers.INIT_PID).read_text().strip())
     except (OSError, ValueError):
         return None
 

@@ -1,8 +1,8 @@
 """Processes exec'd into the running container: exec_sync and exec_stream.
 
 Every exec is `runc exec --detach --process <json> --pid-file <f>`: runc
-exits as soon as the process runs, the process is re-parented to the shim
-(child subreaper) and reaped by it. So no runc (~10 MB each) stays around
+exits as soon as the process runs, the process is re-parented to the keeper's
+worker that started it (a child subreaper) and reaped by it. So no runc (~10 MB each) stays around
 per exec, and tty and pipe execs work alike (runc only accepts a console
 socket when detaching). The process spec is the container's own
 `process` from config.json with args, terminal, cwd and extra env replaced.
@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import json
 import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,13 +100,9 @@ class Execs:
         stdout: bool = True,
         stderr: bool = True,
     ) -> ExecProcess:
-        if not args:
-            raise errors.InvalidArgument(f"exec in container {self._rt.container_id}: no command")
-        n = next(self._seq)
-        spec_file = self._dir / f"exec-{n}.json"
-        pid_file = self._dir / f"exec-{n}.pid"
+        n = f"{os.getpid()}-{next(self._seq)}"
         spec = process_spec(self._base, args=args, env=env, cwd=cwd, tty=tty)
-        spec_file.write_text(json.dumps(spec))
+        spec_file, pid_file = _write_spec(self._rt.container_id, self._dir, n, spec)
         try:
             if tty:
                 return await self._start_tty(spec_file, pid_file, n, stdin=stdin)
@@ -144,7 +141,7 @@ class Execs:
                 os.close(fd)
         return self._adopt(proc, pid_file)
 
-    async def _start_tty(self, spec_file: Path, pid_file: Path, n: int, stdin: bool) -> ExecProcess:
+    async def _start_tty(self, spec_file: Path, pid_file: Path, n: str, stdin: bool) -> ExecProcess:
         console = stdio.ConsoleSocket(self._dir / f"console-{n}.sock")
         try:
             receiving = asyncio.get_running_loop().create_task(console.receive())
@@ -164,41 +161,21 @@ class Execs:
 
     def _adopt(self, proc: ExecProcess, pid_file: Path) -> ExecProcess:
         try:
-            proc.pid = int(pid_file.read_text().strip())
-        except (OSError, ValueError) as e:
+            proc.pid = _read_pid(self._rt.container_id, pid_file)
+        except BaseException:
             proc.close()
-            raise errors.Unavailable(
-                f"exec in container {self._rt.container_id}: no pid from runtime: {e}"
-            ) from None
+            raise
         proc.exited = self._reaper.watch_adopted(proc.pid)
         self._running.add(proc)
         proc.exited.add_done_callback(lambda _: self._running.discard(proc))
         return proc
 
-    async def kill_all(self) -> None:
-        """Kill every exec still running (the container is going away)."""
-        await asyncio.gather(*(p.kill() for p in list(self._running)))
-
-    async def run_sync(self, p: api.ExecSyncParams) -> api.ExecSyncResult:
-        proc = await self.start(args=p.args, env=p.env, cwd=p.cwd)
-        loop = asyncio.get_running_loop()
-        readers = [loop.create_task(fdio.read_all(fd, p.max_output)) for fd, _ in proc.outputs]
-        timeout = p.timeout if p.timeout is not None and p.timeout > 0 else None
-        timed_out = False
-        try:
-            status = await procs.wait(proc.exited, proc.pid, timeout)
-        except TimeoutError:
-            status, timed_out = await proc.exited, True
-        try:
-            await asyncio.wait(readers, timeout=DRAIN_TIMEOUT)
-        finally:
-            for r in readers:
-                r.cancel()
-            out = [r.result()[0] if r.done() and not r.cancelled() else b"" for r in readers]
-            proc.close()
-        return api.ExecSyncResult(
-            stdout=out[0], stderr=out[1], exit_code=procs.exit_code_of(status), timed_out=timed_out
-        )
+    def signal_all(self, sig: int) -> None:
+        """Signal every exec still running (the container is going away)."""
+        for proc in list(self._running):
+            if not proc.exited.done():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, sig)
 
     async def serve_stream(self, proc: ExecProcess, conn: streams.StreamConn) -> None:
         """Pump one interactive exec until it exits (or the client leaves: then kill it)."""
@@ -221,6 +198,74 @@ class Execs:
                 await proc.kill()
             proc.close()
             await conn.close()
+
+
+async def run_sync_blocking(
+    rt: runtime.Runtime, state_dir: Path, base: dict[str, Any], p: api.ExecSyncParams
+) -> api.ExecSyncResult:
+    """ExecSync: run to completion, in a worker without an event loop (never suspends).
+
+    `rt` must be blocking (no reaper) and the calling process a child
+    subreaper, as the exec'd process is re-parented to it; SIGTERM kills that
+    process (the container is being deleted).
+    """
+    spec = process_spec(base, args=p.args, env=p.env, cwd=p.cwd, tty=False)
+    spec_file, pid_file = _write_spec(rt.container_id, state_dir, str(os.getpid()), spec)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        try:
+            await rt.exec_detached(
+                spec_file, pid_file, runtime.Stdio(stdout=out_w, stderr=err_w), None
+            )
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        pid = _read_pid(rt.container_id, pid_file)
+        signal.signal(signal.SIGTERM, lambda *_: _kill_quietly(pid))
+        timeout = p.timeout if p.timeout is not None and p.timeout > 0 else None
+        got = procs.collect_blocking(
+            pid, [out_r, err_r], seconds=timeout, limit=p.max_output, drain=DRAIN_TIMEOUT
+        )
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+        spec_file.unlink(missing_ok=True)
+        pid_file.unlink(missing_ok=True)
+    return api.ExecSyncResult(
+        stdout=got.outputs[0],
+        stderr=got.outputs[1],
+        exit_code=procs.exit_code_of(got.status),
+        timed_out=got.timed_out,
+    )
+
+
+def _write_spec(
+    container_id: str, state_dir: Path, n: str, spec: dict[str, Any]
+) -> tuple[Path, Path]:
+    """The process spec file of exec `n` and the name of its pid file.
+
+    `n` starts with the pid, which keeps concurrent workers' execs apart.
+    """
+    if not spec["args"]:
+        raise errors.InvalidArgument(f"exec in container {container_id}: no command")
+    spec_file = state_dir / f"exec-{n}.json"
+    spec_file.write_text(json.dumps(spec))
+    return spec_file, state_dir / f"exec-{n}.pid"
+
+
+def _read_pid(container_id: str, pid_file: Path) -> int:
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError) as e:
+        raise errors.Unavailable(
+            f"exec in container {container_id}: no pid from runtime: {e}"
+        ) from None
+
+
+def _kill_quietly(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 async def _pump(fd: int, channel: int, conn: streams.StreamConn) -> None:

@@ -120,6 +120,11 @@ class LogWriter:
         """The stream reached EOF: write out its unterminated tail."""
         self._write(stream, self._splitter(stream).finish())
 
+    @property
+    def fd(self) -> int | None:
+        """The log file's descriptor (None after a failed reopen or close)."""
+        return self._fd
+
     def reopen(self) -> None:
         """Close and reopen the file at the same path (OSError if it cannot be created)."""
         fd = self._open()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,9 +59,7 @@ def _spawn(spec: api.ShimSpec) -> int:
     from shim import daemon
 
     sys.stdout.flush()
-    pid = daemon.fork_shim(spec, sys.stdout.fileno(), 0)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    return 0 if daemon.spawn_shim(spec, sys.stdout.fileno(), 0) else 1
 
 
 def _delete(args: argparse.Namespace) -> int:

@@ -17,7 +17,6 @@ counter while the container runs: the kernel signals a change of
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -142,10 +141,11 @@ class Watch:
     (re-read on each of the cgroup's memory events and before each signal the shim sends) while
     the init died of SIGKILL is this container's. Only another container of the same parent
     OOM-killed in that same short window could be mistaken for it.
+
+    The owner polls `fileno()` for reading and calls `changed()` when it is readable.
     """
 
-    def __init__(self, cgroup_dir: Path, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self, cgroup_dir: Path) -> None:
         self._fd: int | None = os.open(cgroup_dir / "memory.events", os.O_RDONLY | os.O_CLOEXEC)
         self._poll = select.epoll(1)
         try:
@@ -163,7 +163,6 @@ class Watch:
         self.count = 0
         self._parent_seen: int | None = None
         self.refresh()
-        loop.add_reader(self._poll.fileno(), self._changed)
 
     @classmethod
     def of(cls, cgroup_dir: Path | None) -> Watch | None:
@@ -171,7 +170,7 @@ class Watch:
         if cgroup_dir is None:
             return None
         try:
-            return cls(cgroup_dir, asyncio.get_running_loop())
+            return cls(cgroup_dir)
         except OSError:
             return None
 
@@ -194,11 +193,17 @@ class Watch:
         self._parent_seen = parent
         return True
 
-    def _changed(self) -> None:
+    def fileno(self) -> int:
+        """What to poll for reading (an epoll set that holds memory.events)."""
+        return self._poll.fileno()
+
+    def changed(self) -> bool:
+        """memory.events changed: re-read it. False once the cgroup is gone (stop polling)."""
         with contextlib.suppress(OSError):
             self._poll.poll(0)
         if self._fd is not None and not self.refresh():
             self._stop_polling()
+        return self._fd is not None
 
     def final(self, *, sigkilled: bool) -> int:
         """The counter at the init's exit (see class doc); stops watching."""
@@ -213,7 +218,6 @@ class Watch:
     def _stop_polling(self) -> None:
         if self._fd is None:
             return
-        self._loop.remove_reader(self._poll.fileno())
         self._poll.close()
         os.close(self._fd)
         self._fd = None

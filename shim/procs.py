@@ -2,11 +2,12 @@
 
 The shim is a child subreaper, so besides the processes it starts (runc), the
 container's init and exec'd processes are re-parented to it once runc exits.
-One reaper owns waitpid(): on SIGCHLD it calls waitpid(-1, WNOHANG) until no
-zombie is left and hands each status to whoever watches that pid. A status
-that nobody watches yet is kept (bounded) because a pid learned later from a
-pid file may already have exited; that is why nothing else here may call
-waitpid (and why subprocess.Popen, which does, is not used).
+One `Children` per process owns waitpid(): on SIGCHLD it calls waitpid(-1,
+WNOHANG) until no zombie is left and hands each status to whoever watches
+that pid (the keeper directly, asyncio code through `Reaper`). A status that
+nobody watches yet is kept (bounded) because a pid learned later from a pid
+file may already have exited; that is why nothing else here may call waitpid
+(and why subprocess.Popen, which does, is not used).
 
 Processes are started with posix_spawn: cheaper than fork+exec from Python,
 and the shim's descriptors are all close-on-exec (PEP 446) except the ones
@@ -20,8 +21,10 @@ import asyncio
 import collections
 import contextlib
 import os
+import select
 import signal
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from shim import fdio
@@ -37,45 +40,31 @@ def devnull() -> int:
     return _devnull
 
 
-class Reaper:
-    """Collects exit statuses of all children; `watch(pid)` resolves to the wait status."""
+class Children:
+    """Exit statuses of all children: `reap()` collects them, `watch()` hands each to its watcher.
+
+    A status that nobody watches yet is kept (bounded): a pid learned later
+    from a pid file may already have exited.
+    """
 
     def __init__(self) -> None:
-        self._watched: dict[int, asyncio.Future[int]] = {}
+        self._watched: dict[int, Callable[[int], None]] = {}
         self._unclaimed: collections.OrderedDict[int, int] = collections.OrderedDict()
 
-    def install(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.add_signal_handler(signal.SIGCHLD, self.reap)
-        self.reap()
+    def watch(self, pid: int, callback: Callable[[int], None], *, adopted: bool) -> None:
+        """Call `callback(wait status)` once child `pid` is reaped (maybe at once).
 
-    def watch_spawned(self, pid: int) -> asyncio.Future[int]:
-        """A future for the wait status of a child we just spawned.
-
-        Any status kept for an earlier process with the same pid is stale.
-        Call this before yielding to the loop after spawning.
+        Any status kept for an earlier process with the same pid is stale,
+        unless `adopted` (the pid came from a runtime pid file: re-parented
+        to us) and /proc no longer has it: then it already exited and the
+        kept status is its own. Watch a spawned child before reaping again.
         """
-        self._unclaimed.pop(pid, None)
-        return self._watch(pid)
-
-    def watch_adopted(self, pid: int) -> asyncio.Future[int]:
-        """A future for a pid read from a runtime pid file (re-parented to us).
-
-        If /proc still has it (alive or zombie), we have not reaped it and a
-        kept status is stale; otherwise it already exited and the kept status
-        is the one.
-        """
-        if os.path.exists(f"/proc/{pid}"):
+        if not adopted or os.path.exists(f"/proc/{pid}"):
             self._unclaimed.pop(pid, None)
-        return self._watch(pid)
-
-    def _watch(self, pid: int) -> asyncio.Future[int]:
-        fut = self._watched.get(pid)
-        if fut is None:
-            fut = asyncio.get_running_loop().create_future()
-            self._watched[pid] = fut
-            if pid in self._unclaimed:
-                self._deliver(pid, self._unclaimed.pop(pid))
-        return fut
+        if pid in self._unclaimed:
+            callback(self._unclaimed.pop(pid))
+        else:
+            self._watched[pid] = callback
 
     def reap(self) -> None:
         while True:
@@ -85,15 +74,51 @@ class Reaper:
                 return
             if pid == 0:
                 return
-            self._deliver(pid, status)
-
-    def _deliver(self, pid: int, status: int) -> None:
-        fut = self._watched.pop(pid, None)
-        if fut is None:
+            callback = self._watched.pop(pid, None)
+            if callback is not None:
+                callback(status)
+                continue
             self._unclaimed[pid] = status
             if len(self._unclaimed) > _UNCLAIMED_MAX:
                 self._unclaimed.popitem(last=False)
-        elif not fut.done():
+
+
+class Reaper:
+    """`Children` for asyncio: `watch_*(pid)` resolve to the wait status."""
+
+    def __init__(self) -> None:
+        self._children = Children()
+        self._futures: dict[int, asyncio.Future[int]] = {}
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        self.reap()
+
+    def reap(self) -> None:
+        self._children.reap()
+
+    def watch_spawned(self, pid: int) -> asyncio.Future[int]:
+        """A future for the wait status of a child we just spawned.
+
+        Call this before yielding to the loop after spawning.
+        """
+        return self._watch(pid, adopted=False)
+
+    def watch_adopted(self, pid: int) -> asyncio.Future[int]:
+        """A future for a pid read from a runtime pid file (re-parented to us)."""
+        return self._watch(pid, adopted=True)
+
+    def _watch(self, pid: int, *, adopted: bool) -> asyncio.Future[int]:
+        fut = self._futures.get(pid)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._futures[pid] = fut
+            self._children.watch(pid, lambda status: self._deliver(pid, status), adopted=adopted)
+        return fut
+
+    def _deliver(self, pid: int, status: int) -> None:
+        fut = self._futures.pop(pid, None)
+        if fut is not None and not fut.done():
             fut.set_result(status)
 
 
@@ -153,6 +178,89 @@ async def run(reaper: Reaper, argv: Sequence[str], seconds: float = 120.0) -> Co
         os.close(out_r)
         os.close(err_r)
     return Completed(exit_code=exit_code_of(status), stdout=out, stderr=err)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Collected:
+    status: int  # the wait status
+    outputs: list[bytes]
+    timed_out: bool
+
+
+def collect_blocking(
+    pid: int, fds: Sequence[int], *, seconds: float | None, limit: int, drain: float
+) -> Collected:
+    """Wait for child `pid` while reading `fds` (blocking, without an event loop).
+
+    Each output is read to its end but only `limit` bytes of it kept, so the
+    child never blocks on a full pipe. After `seconds` (None: no limit) the
+    child is killed and `timed_out` set. Once it has exited its outputs get
+    `drain` more seconds: something it left behind may hold them open.
+    """
+    pidfd = os.pidfd_open(pid)
+    kept = {fd: bytearray() for fd in fds}
+    reading = list(fds)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    status: int | None = None
+    timed_out = False
+    try:
+        while status is None or reading:
+            if status is None:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                watched = [*reading, pidfd]
+            else:
+                assert deadline is not None  # set when the child was reaped
+                wait = max(0.0, deadline - time.monotonic())
+                watched = reading
+            ready = select.select(watched, [], [], wait)[0]
+            if not ready:
+                if status is not None:
+                    break  # drained long enough
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                timed_out, deadline = True, None
+            for fd in ready:
+                if fd == pidfd:
+                    status = os.waitpid(pid, 0)[1]
+                    deadline = time.monotonic() + drain
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    reading.remove(fd)
+                elif len(kept[fd]) < limit:
+                    kept[fd] += chunk[: limit - len(kept[fd])]
+    finally:
+        os.close(pidfd)
+    assert status is not None
+    return Collected(status=status, outputs=[bytes(kept[fd]) for fd in fds], timed_out=timed_out)
+
+
+def run_blocking(argv: Sequence[str], seconds: float = 120.0) -> Completed:
+    """`run` without an event loop, where nothing else reaps (a worker of the keeper)."""
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = spawn(argv, stdout=out_w, stderr=err_w)
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    try:
+        got = collect_blocking(pid, [out_r, err_r], seconds=seconds, limit=1 << 20, drain=seconds)
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    if got.timed_out:
+        raise TimeoutError
+    out, err = got.outputs
+    return Completed(exit_code=exit_code_of(got.status), stdout=out, stderr=err)
+
+
+def wait_blocking(pid: int, seconds: float) -> int:
+    """The wait status of child `pid`; after `seconds` it is killed and TimeoutError raised."""
+    got = collect_blocking(pid, [], seconds=seconds, limit=0, drain=0)
+    if got.timed_out:
+        raise TimeoutError
+    return got.status
 
 
 async def wait(exited: asyncio.Future[int], pid: int, seconds: float | None) -> int:

@@ -34,7 +34,7 @@ MAX_RESPONSE = 64 << 20
 MAX_STREAM_PAYLOAD = 1 << 20
 
 _LEN = struct.Struct(">I")
-_STREAM = struct.Struct(">BI")
+STREAM_HEADER = struct.Struct(">BI")
 
 _KINDS: dict[str, type[errors.Error]] = {
     cls.kind: cls
@@ -87,6 +87,21 @@ async def read_message(reader: asyncio.StreamReader, limit: int) -> dict[str, An
     return decode_body(body)
 
 
+def take_message(buf: bytearray, limit: int) -> dict[str, Any] | None:
+    """Remove and return the first whole message frame in `buf`; None if it has none yet."""
+    if len(buf) < _LEN.size:
+        return None
+    (length,) = _LEN.unpack_from(buf)
+    if length > limit:
+        raise ProtocolError(f"frame of {length} bytes exceeds the limit of {limit}")
+    end = _LEN.size + length
+    if len(buf) < end:
+        return None
+    body = bytes(buf[_LEN.size : end])
+    del buf[:end]
+    return decode_body(body)
+
+
 def read_message_blocking(sock: socket.socket, limit: int) -> dict[str, Any]:
     """Read one message from a blocking socket (the template has no event loop)."""
     (length,) = _LEN.unpack(_recv_exactly(sock, _LEN.size))
@@ -107,18 +122,18 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
 
 def encode_stream(channel: int, payload: bytes) -> bytes:
     """One stream frame."""
-    return _STREAM.pack(channel, len(payload)) + payload
+    return STREAM_HEADER.pack(channel, len(payload)) + payload
 
 
 async def read_stream(reader: asyncio.StreamReader) -> tuple[int, bytes] | None:
     """The next stream frame, or None at a clean end of stream."""
     try:
-        header = await reader.readexactly(_STREAM.size)
+        header = await reader.readexactly(STREAM_HEADER.size)
     except asyncio.IncompleteReadError as e:
         if e.partial:
             raise ProtocolError("truncated stream frame header") from None
         return None
-    channel, length = _STREAM.unpack(header)
+    channel, length = STREAM_HEADER.unpack(header)
     if length > MAX_STREAM_PAYLOAD:
         raise ProtocolError(f"stream frame of {length} bytes exceeds the limit")
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,11 @@ class Stdio:
 
 
 class Runtime:
-    """`<binary> --root <root> <options> <subcommand> ... <id>` for one container."""
+    """`<binary> --root <root> <options> <subcommand> ... <id>` for one container.
+
+    Without a `reaper` every call blocks: for a worker without an event loop,
+    whose coroutines then finish without ever suspending (see shim.workers).
+    """
 
     def __init__(
         self,
@@ -48,7 +53,7 @@ class Runtime:
         root: str,
         options: Sequence[str],
         state_dir: Path,
-        reaper: procs.Reaper,
+        reaper: procs.Reaper | None,
     ) -> None:
         self.container_id = container_id
         self.binary = binary
@@ -90,7 +95,8 @@ class Runtime:
         await self._call([*args, self.container_id], stdio)
 
     async def _call(self, args: list[str], stdio: Stdio | None = None) -> None:
-        log = self._state_dir / f"runtime-{next(self._seq)}.log"
+        # The pid keeps the logs of concurrent workers apart.
+        log = self._state_dir / f"runtime-{os.getpid()}-{next(self._seq)}.log"
         argv = [self.binary, "--root", self._root, "--log", str(log), "--log-format", "json"]
         argv += [*self._options, *args]
         try:
@@ -106,6 +112,8 @@ class Runtime:
 
     async def _run(self, argv: list[str], stdio: Stdio | None, sub: str) -> tuple[int, bytes]:
         try:
+            if self._reaper is None:
+                return _run_blocking(argv, stdio)
             if stdio is None:
                 done = await procs.run(self._reaper, argv, seconds=TIMEOUT)
                 return done.exit_code, done.stderr
@@ -120,6 +128,14 @@ class Runtime:
             raise errors.DeadlineExceeded(
                 f"runtime {sub} of container {self.container_id} timed out"
             ) from None
+
+
+def _run_blocking(argv: list[str], stdio: Stdio | None) -> tuple[int, bytes]:
+    if stdio is None:
+        done = procs.run_blocking(argv, seconds=TIMEOUT)
+        return done.exit_code, done.stderr
+    pid = procs.spawn(argv, stdin=stdio.stdin, stdout=stdio.stdout, stderr=stdio.stderr)
+    return procs.exit_code_of(procs.wait_blocking(pid, TIMEOUT)), b""
 
 
 def _log_error(log: Path) -> str:

@@ -6,11 +6,11 @@ creates the pty and sends the master over a console socket (SCM_RIGHTS);
 everything the container writes arrives on the master and is logged as
 "stdout".
 
-Output is read as it comes and goes, in this order, to the log writer and to
-every attached stream. A slow attacher never slows the container: its own
-buffer grows until it is dropped (see shim.attach). Stdin written by
-attachers goes to one buffered writer; with `stdin_once` the container's
-stdin is closed when the first attacher that had stdin detaches.
+The keeper (shim.keeper) holds these ends in a `ContainerIO` and reads the
+output as it comes: to the log writer, then to every attachment's feed
+(shim.attach). Attach workers write stdin straight to the pipe or the pty;
+with `stdin_once` the keeper closes its end of the stdin pipe when the first
+attachment that had stdin detaches.
 """
 
 from __future__ import annotations
@@ -21,15 +21,12 @@ import os
 import socket
 import termios
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-from shim import api, fdio, logger, runtime, state
+from shim import errors, fdio, logger, runtime, state
 
-
-class Attached(Protocol):
-    """An attached stream (shim.attach.Attachment)."""
-
-    def send(self, channel: int, data: bytes) -> None: ...
+if TYPE_CHECKING:
+    from shim import attach
 
 
 class ConsoleSocket:
@@ -66,6 +63,21 @@ class ConsoleSocket:
         os.set_inheritable(fds[0], False)
         return fds[0]
 
+    def receive_blocking(self, timeout: float) -> int:
+        """The master fd, when the runtime has already connected (or does within `timeout`)."""
+        self._sock.settimeout(timeout)
+        try:
+            conn, _ = self._sock.accept()
+            with conn:
+                conn.settimeout(timeout)
+                _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        except OSError as e:
+            raise errors.Unavailable(f"console socket: no pty from the runtime: {e}") from None
+        if not fds:
+            raise errors.Unavailable("console socket: no descriptor received")
+        os.set_inheritable(fds[0], False)
+        return fds[0]
+
     def close(self) -> None:
         self._sock.close()
         state.remove_quietly(self.path)
@@ -79,124 +91,93 @@ def resize(fd: int, width: int, height: int) -> None:
 
 
 class ContainerIO:
-    """Owns the shim's ends of the container's stdio and the pumps that read them."""
+    """The keeper's ends of the container's stdio, the log and the attach feeds."""
 
     def __init__(self, *, tty: bool, stdin: bool, stdin_once: bool, log: logger.LogWriter | None):
         self.tty = tty
         self.log = log
-        self._stdin_once = stdin_once
-        self._child: list[int] = []  # ends the runtime inherits; closed after create
-        self._outputs: list[tuple[int, str]] = []  # (read fd, stream name)
-        self._stdin: fdio.FdWriter | None = None
-        self._stdin_r: int | None = None
-        self._master: int | None = None
-        self._attached: set[Attached] = set()
-        self._pumps: list[asyncio.Task[None]] = []
+        self.stdin_once = stdin_once
+        self.child: list[int] = []  # ends the runtime inherits; closed after create
+        self.outputs: dict[int, str] = {}  # read fd -> stream name
+        self.stdin: int | None = None  # write end of the stdin pipe
+        self.master: int | None = None
+        self.feeds: list[attach.Feed] = []
         if not tty:
             self._make_pipes(stdin)
 
     def _make_pipes(self, stdin: bool) -> None:
         for name in ("stdout", "stderr"):
             r, w = fdio.pipe()
-            self._outputs.append((r, name))
-            self._child.append(w)
+            self.outputs[r] = name
+            self.child.append(w)
         if stdin:
             r, w = os.pipe2(os.O_CLOEXEC)
-            self._stdin_r = r
-            self._child.append(r)
-            self._stdin = fdio.FdWriter(w)
+            self.stdin = w
+            self.child.insert(0, r)
 
     def child_stdio(self) -> runtime.Stdio:
         """What the runtime's `create` gets as 0, 1, 2 (the pty replaces them with a tty)."""
         if self.tty:
             return runtime.Stdio()
-        return runtime.Stdio(stdin=self._stdin_r, stdout=self._child[0], stderr=self._child[1])
+        if self.stdin is not None:
+            return runtime.Stdio(stdin=self.child[0], stdout=self.child[1], stderr=self.child[2])
+        return runtime.Stdio(stdout=self.child[0], stderr=self.child[1])
 
     def close_child_ends(self) -> None:
-        """After spawning the runtime: only the container may hold these, or EOF never comes."""
-        for fd in self._child:
+        """Once the runtime has them: only the container may hold these, or EOF never comes."""
+        for fd in self.child:
             os.close(fd)
-        self._child.clear()
+        self.child.clear()
 
     def set_master(self, fd: int) -> None:
-        self._master = fd
+        self.master = fd
         os.set_blocking(fd, False)
-        self._outputs.append((fd, "stdout"))
-        self._stdin = fdio.FdWriter(os.dup(fd))
-
-    def start(self) -> None:
-        """Start reading the container's output."""
-        for fd, name in self._outputs:
-            self._pumps.append(asyncio.get_running_loop().create_task(self._pump(fd, name)))
-
-    async def _pump(self, fd: int, stream: str) -> None:
-        channel = api.CH_STDERR if stream == "stderr" else api.CH_STDOUT
-        while data := await fdio.read_some(fd):
-            if self.log is not None:
-                self.log.write(stream, data)
-            for att in list(self._attached):
-                att.send(channel, data)
-        if self.log is not None:
-            self.log.finish(stream)
-
-    async def drain(self, seconds: float) -> None:
-        """Wait (at most `seconds`) until every output reached end of stream."""
-        if self._pumps:
-            await asyncio.wait(self._pumps, timeout=seconds)
-
-    # -- attach ---------------------------------------------------------------
-
-    def attach(self, att: Attached) -> None:
-        self._attached.add(att)
-
-    def detach(self, att: Attached) -> None:
-        self._attached.discard(att)
-
-    def release_stdin(self) -> None:
-        """An attacher is done with stdin; with stdin_once that closes the container's."""
-        if self._stdin_once:
-            self.close_stdin()
-
-    def attached(self) -> list[Attached]:
-        return list(self._attached)
+        self.outputs[fd] = "stdout"
 
     @property
-    def has_stdin(self) -> bool:
-        return self._stdin is not None
+    def stdin_target(self) -> int | None:
+        """Where attachers write stdin: the pipe, or the pty master."""
+        return self.master if self.tty else self.stdin
 
-    def write_stdin(self, data: bytes) -> None:
-        if self._stdin is not None:
-            self._stdin.write(data)
-
-    async def stdin_drain(self) -> None:
-        if self._stdin is not None:
-            await self._stdin.drain()
+    def end_output(self, fd: int) -> None:
+        """An output reached end of stream."""
+        stream = self.outputs.pop(fd)
+        if fd != self.master:
+            os.close(fd)
+        if self.log is not None and stream not in self.outputs.values():
+            self.log.finish(stream)
 
     def close_stdin(self) -> None:
-        if self._stdin is not None:
-            self._stdin.close()
-            self._stdin = None
+        if self.stdin is not None:
+            os.close(self.stdin)
+            self.stdin = None
 
-    def resize(self, width: int, height: int) -> None:
-        if self._master is not None:
-            resize(self._master, width, height)
+    def live_feeds(self) -> list[attach.Feed]:
+        self.feeds = [f for f in self.feeds if f.fd is not None]
+        return self.feeds
 
-    # -- teardown -------------------------------------------------------------
+    def descriptors(self) -> list[int]:
+        """Every descriptor held (a worker closes those it does not need)."""
+        fds = [*self.child, *self.outputs, *(f.fd for f in self.feeds if f.fd is not None)]
+        fds += [fd for fd in (self.stdin, self.master) if fd is not None]
+        if self.log is not None and self.log.fd is not None:
+            fds.append(self.log.fd)
+        return fds
 
-    async def aclose(self) -> None:
-        """Stop the pumps, close every descriptor and the log."""
-        for pump in self._pumps:
-            pump.cancel()
-        await asyncio.gather(*self._pumps, return_exceptions=True)
-        self._pumps.clear()
+    def close(self) -> None:
+        """Close every descriptor and the log."""
         self.close_child_ends()
-        if self._stdin is not None:
-            self._stdin.abort()
-            self._stdin = None
-        for fd, _ in self._outputs:
-            os.close(fd)
-        self._outputs.clear()
-        self._master = None
+        self.close_stdin()
+        for fd in list(self.outputs):
+            if fd != self.master:
+                os.close(fd)
+        self.outputs.clear()
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+        for feed in self.feeds:
+            feed.close()
+        self.feeds.clear()
         if self.log is not None:
             self.log.close()
             self.log = None

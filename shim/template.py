@@ -4,9 +4,9 @@ berthd execs it once (shim.launcher): `python -I -S -c <bootstrap> template
 --dir D --parent PID`. It imports every module a shim needs, freezes the GC
 (so collections in the shims don't touch the shared pages), listens on
 `<D>/template.sock` (0600), prints "ready" and serves spawn requests one at
-a time: read `{"id", "method": "spawn", "params": ShimSpec}`, fork the shim
-(shim.daemon, double fork), reap the intermediate, go on. The shim answers
-the request itself on the inherited connection once it listens. The
+a time: read `{"id", "method": "spawn", "params": ShimSpec}`, set up and
+fork the shim (shim.daemon.spawn_shim, double fork) and answer with its pid
+once it is listening. The
 template has PR_SET_PDEATHSIG=SIGKILL so it dies with berthd; the shims
 it forked do not (the death signal is not inherited across fork).
 
@@ -48,17 +48,17 @@ from shim import (  # noqa: F401
     execs,
     exitfile,
     fdio,
+    keeper,
     logger,
     mount,
     oom,
     procs,
     protocol,
     runtime,
-    server,
     state,
     stdio,
     streams,
-    task,
+    workers,
 )
 
 REQUEST_TIMEOUT = 5.0
@@ -162,8 +162,7 @@ def _handle(conn: socket.socket, listener: socket.socket) -> None:
         _reply_error(conn, request_id, e)
         return
     conn.setblocking(True)
-    pid = daemon.fork_shim(spec, conn.fileno(), request_id, close=(listener, conn))
-    os.waitpid(pid, 0)
+    daemon.spawn_shim(spec, conn.fileno(), request_id)
 
 
 def _reply_error(conn: socket.socket, request_id: object, exc: BaseException) -> None:

@@ -1,0 +1,942 @@
+"""The keeper: the long-lived part of a shim, kept small on purpose.
+
+    (none) --create--> created --start--> running --exit--> stopped
+                          |                                    |
+                          +-------- kill / exit ---------------+--delete--> deleted
+
+A shim is a fork of the warmed template (shim.template). Each page it writes
+stops being shared with the template and is its own for the container's whole
+life, and CPython writes a reference count into every object it touches. So
+the process that stays — the keeper — runs one epoll loop over few objects
+and does only what must outlive every request:
+
+- it is the child subreaper and the parent of the container's init: it reaps
+  the init, reads the memory cgroup's OOM counter, drains the output and
+  writes exit.json durably before anyone hears of the exit;
+- it reads the container's output into the CRI log and into attachments'
+  feeds (shim.attach);
+- it serves the framed protocol on shim.sock (shim.protocol): `info`,
+  `state`, `wait`, `kill` and `reopen_log` itself; everything that runs the
+  OCI runtime or asyncio runs in a worker it forks (shim.workers), which
+  exits when done and takes the pages it dirtied with it.
+
+`create`, `start`, `update` and `delete` run one at a time, in arrival
+order. `exec_sync` and `kill --all` run beside them. A connection whose first
+request is `exec_stream` or `attach` is handed to a stream worker.
+
+`kill` signals the init directly (cheaper than runc kill, and safe: until
+the keeper reaps it the pid cannot be reused). `delete` kills, waits for the
+exit, stops the execs, deletes the runtime state (never `delete --force` on
+a running container: FLOORS §1), unmounts the rootfs and then the keeper
+exits after replying.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from shim import (
+    api,
+    attach,
+    errors,
+    exitfile,
+    logger,
+    oom,
+    procs,
+    protocol,
+    runtime,
+    stdio,
+    workers,
+)
+
+VERSION = 1
+CONSOLE = "console.sock"
+# Output still unread this long after the init exited is given up on.
+DRAIN_TIMEOUT = 2.0
+CONSOLE_TIMEOUT = 10.0
+READ_CHUNK = 1 << 16
+_IN = select.EPOLLIN
+_OUT = select.EPOLLOUT
+_STREAMS = frozenset({"exec_stream", "attach"})
+
+Done = Callable[[Any, BaseException | None], None]
+
+
+class Jobs(Protocol):
+    """What the keeper's workers run: shim.workers, or fakes in unit tests.
+
+    Each runs in a worker of its own (asyncio); what it returns is the
+    request's result (JSON), what it raises the request's error.
+    """
+
+    async def create(
+        self,
+        id: str,
+        state_dir: Path,
+        p: api.CreateParams,
+        stdio: runtime.Stdio,
+        console: str | None,
+    ) -> dict[str, Any]:
+        """Mount and `runc create`, undone on failure; {"pid": init pid, "rootfs": path}."""
+        ...
+
+    async def undo_create(self, id: str, state_dir: Path, p: api.CreateParams, rootfs: str) -> None:
+        """Remove a created container the keeper could not adopt."""
+        ...
+
+    async def start(self, id: str, state_dir: Path, p: api.CreateParams) -> None: ...
+    async def kill_all(self, id: str, state_dir: Path, p: api.CreateParams, sig: int) -> None: ...
+    async def update(
+        self, id: str, state_dir: Path, p: api.CreateParams, resources: dict[str, Any]
+    ) -> None: ...
+    async def teardown(self, id: str, state_dir: Path, p: api.CreateParams, rootfs: str) -> None:
+        """After the init was reaped: runtime state, mounts and task files go."""
+        ...
+
+    async def exec_sync(
+        self, id: str, state_dir: Path, p: api.CreateParams, params: api.ExecSyncParams
+    ) -> dict[str, Any]: ...
+    async def exec_stream(
+        self,
+        id: str,
+        state_dir: Path,
+        p: api.CreateParams,
+        sock: socket.socket,
+        leftover: bytes,
+        rid: object,
+        params: api.ExecStreamParams,
+    ) -> None:
+        """Serve an exec on the handed-over connection, answering its request first."""
+        ...
+
+    async def attach_stream(
+        self,
+        sock: socket.socket,
+        leftover: bytes,
+        rid: object,
+        params: api.AttachParams,
+        feed: int,
+        back: int,
+        stdin: int | None,
+        master: int | None,
+    ) -> None:
+        """Serve an attachment on the handed-over connection (see shim.attach)."""
+        ...
+
+
+class Conn:
+    """One client connection: request frames in, response frames out (non-blocking)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.first = True
+        self.open = True
+        self.close_when_flushed = False
+
+
+@dataclasses.dataclass(eq=False)
+class Waiter:
+    conn: Conn
+    rid: object
+    deadline: float | None
+
+
+class Keeper:
+    """The shim of one container (see module doc). `run()` returns once it is deleted."""
+
+    def __init__(
+        self, spec: api.ShimSpec, listener: socket.socket, jobs: Jobs | None = None
+    ) -> None:
+        self.id = spec.id
+        self._jobs: Jobs = workers if jobs is None else jobs
+        self._dir = spec.state_dir
+        self._listener = listener
+        self._poll = select.epoll()
+        self._handlers: dict[int, Callable[[int], None]] = {}
+        self._conns: dict[int, Conn] = {}
+        self._children = procs.Children()
+        self._exec_workers: set[int] = set()
+        self._timers: list[tuple[float, Callable[[], None]]] = []
+        self._actions: collections.deque[tuple[Conn, object, Callable[[], None]]] = (
+            collections.deque()
+        )
+        self._busy = False
+        self._done = False
+        self._wake = (-1, -1)
+        # The task.
+        self._params: api.CreateParams | None = None
+        self._creating = False
+        self._deleted = False
+        self._rootfs = ""
+        self._io: stdio.ContainerIO | None = None
+        self._pid = 0
+        self._cgroup: Path | None = None
+        self._oom: oom.Watch | None = None
+        self._reaped = False
+        self._wait_status = 0
+        self._oom_killed = False
+        self._finished = 0
+        self._started = False
+        self._started_at = 0
+        self._exit: exitfile.ExitStatus | None = None
+        self._waiters: list[Waiter] = []
+        self._after_exit: list[Callable[[], None]] = []
+        self._methods: dict[str, Callable[[Conn, object, Any], None]] = {
+            "info": self._info,
+            "state": self._state,
+            "wait": self._wait,
+            "kill": self._kill,
+            "reopen_log": self._reopen_log,
+            "create": self._create,
+            "start": self._start,
+            "update": self._update,
+            "delete": self._delete,
+            "exec_sync": self._exec_sync,
+        }
+
+    # -- the loop -----------------------------------------------------------------
+
+    def run(self) -> None:
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake = (r, w)
+        signal.set_wakeup_fd(w)
+        signal.signal(signal.SIGCHLD, _ignore)
+        self._watch(r, self._on_signal)
+        self._listener.setblocking(False)
+        self._watch(self._listener.fileno(), self._on_accept)
+        self._reap()
+        while not self._done:
+            for fd, events in self._poll.poll(self._timeout()):
+                handler = self._handlers.get(fd)
+                if handler is not None:
+                    _guard(handler, events)
+            self._run_timers()
+        self._shutdown()
+
+    def _watch(self, fd: int, handler: Callable[[int], None], events: int = _IN) -> None:
+        self._handlers[fd] = handler
+        self._poll.register(fd, events)
+
+    def _unwatch(self, fd: int) -> None:
+        if self._handlers.pop(fd, None) is not None:
+            with contextlib.suppress(OSError):
+                self._poll.unregister(fd)
+
+    def _timeout(self) -> float:
+        if not self._timers:
+            return -1
+        return max(0.0, min(t for t, _ in self._timers) - time.monotonic())
+
+    def _add_timer(self, seconds: float, callback: Callable[[], None]) -> None:
+        self._timers.append((time.monotonic() + seconds, callback))
+
+    def _run_timers(self) -> None:
+        if not self._timers:
+            return
+        now = time.monotonic()
+        due = [cb for t, cb in self._timers if t <= now]
+        self._timers = [(t, cb) for t, cb in self._timers if t > now]
+        for callback in due:
+            try:
+                callback()
+            except Exception:
+                traceback.print_exc()
+
+    def _shutdown(self) -> None:
+        for conn in list(self._conns.values()):
+            if conn.outbuf:
+                with contextlib.suppress(OSError):
+                    conn.sock.setblocking(True)
+                    conn.sock.settimeout(1.0)
+                    conn.sock.sendall(conn.outbuf)
+            conn.sock.close()
+        if self._oom is not None:
+            self._oom.close()
+        if self._io is not None:
+            self._io.close()
+
+    # -- children -------------------------------------------------------------------
+
+    def _on_signal(self, _: int) -> None:
+        with contextlib.suppress(OSError):
+            while os.read(self._wake[0], 512):
+                pass
+        self._reap()
+
+    def _reap(self) -> None:
+        self._children.reap()
+
+    def _watch_child(self, pid: int, handler: Callable[[int], None], *, adopted: bool) -> None:
+        """`handler(wait status)` once `pid` is reaped (see procs.Children.watch); a failing
+        handler is reported, and the other statuses still reach theirs."""
+        self._children.watch(pid, lambda status: _guard(handler, status), adopted=adopted)
+
+    # -- workers --------------------------------------------------------------------
+
+    def _fork(
+        self,
+        job: workers.Job,
+        done: Done,
+        *,
+        keep: tuple[int, ...] = (),
+        exec_worker: bool = False,
+        blocking: bool = True,
+    ) -> int:
+        """Run `job` in a worker; `done(result, error)` when its result has arrived.
+
+        Only stream jobs need asyncio (`blocking=False`); the others call the
+        runtime once or twice and wait, without an event loop (see workers.fork).
+        """
+        held = {*self._handlers, self._poll.fileno(), self._wake[1]}
+        if self._io is not None:
+            held.update(self._io.descriptors())
+        if self._oom is not None:
+            held.add(self._oom.fileno())
+        pid, fd = workers.fork(
+            job, close=held - set(keep), subreaper=exec_worker, blocking=blocking
+        )
+        buf = bytearray()
+
+        def readable(_: int) -> None:
+            while True:
+                try:
+                    chunk = os.read(fd, READ_CHUNK)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                buf.extend(chunk)
+            self._unwatch(fd)
+            os.close(fd)
+            _finish_job(self.id, pid, buf, done)
+
+        self._watch(fd, readable)
+        if exec_worker:
+            self._exec_workers.add(pid)
+        self._watch_child(pid, lambda _: self._exec_workers.discard(pid), adopted=False)
+        return pid
+
+    # -- connections ----------------------------------------------------------------
+
+    def _on_accept(self, _: int) -> None:
+        while True:
+            try:
+                sock, _addr = self._listener.accept()
+            except OSError:  # BlockingIOError: none left; EMFILE: try at the next event
+                return
+            sock.setblocking(False)
+            conn = Conn(sock)
+            self._conns[conn.fd] = conn
+            self._watch(conn.fd, lambda events, c=conn: self._on_conn(c, events))  # type: ignore[misc]
+
+    def _on_conn(self, conn: Conn, events: int) -> None:
+        if events & _OUT:
+            self._flush(conn)
+        if not conn.open or not events & (_IN | select.EPOLLHUP | select.EPOLLERR):
+            return
+        try:
+            data = conn.sock.recv(READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        conn.inbuf += data
+        try:
+            while conn.open and not conn.close_when_flushed:
+                msg = protocol.take_message(conn.inbuf, protocol.MAX_REQUEST)
+                if msg is None:
+                    return
+                self._request(conn, msg)
+        except protocol.ProtocolError:
+            self._drop(conn)
+
+    def _request(self, conn: Conn, msg: dict[str, Any]) -> None:
+        rid, method = msg.get("id"), str(msg.get("method"))
+        params = msg.get("params") or {}
+        first, conn.first = conn.first, False
+        try:
+            if first and method in _STREAMS:
+                self._stream(conn, rid, method, params)
+                return
+            handler = self._methods.get(method)
+            if handler is None:
+                raise errors.InvalidArgument(f"shim {self.id}: unknown method {method!r}")
+            handler(conn, rid, params)
+        except Exception as e:
+            _report(e)
+            self._reply_error(conn, rid, e)
+            if first and method in _STREAMS:
+                conn.close_when_flushed = True
+                self._flush(conn)
+
+    def _reply(self, conn: Conn, rid: object, result: object) -> None:
+        self._send(conn, protocol.encode(protocol.response(rid, result)))
+
+    def _reply_error(self, conn: Conn, rid: object, exc: BaseException) -> None:
+        self._send(conn, protocol.encode(protocol.error_response(rid, exc)))
+
+    def _send(self, conn: Conn, data: bytes) -> None:
+        if not conn.open:
+            return
+        pending = not conn.outbuf
+        conn.outbuf += data
+        if pending:
+            self._flush(conn)
+
+    def _flush(self, conn: Conn) -> None:
+        try:
+            sent = conn.sock.send(conn.outbuf) if conn.outbuf else 0
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._drop(conn)
+            return
+        del conn.outbuf[:sent]
+        if conn.outbuf:
+            self._poll.modify(conn.fd, _IN | _OUT)
+            return
+        self._poll.modify(conn.fd, _IN)
+        if conn.close_when_flushed:
+            self._drop(conn)
+
+    def _drop(self, conn: Conn) -> None:
+        """The client left (or broke the protocol): forget its connection and pending waits."""
+        self._release(conn)
+        conn.sock.close()
+
+    def _release(self, conn: Conn) -> None:
+        conn.open = False
+        self._unwatch(conn.fd)
+        self._conns.pop(conn.fd, None)
+        self._waiters = [w for w in self._waiters if w.conn is not conn]
+
+    # -- queries --------------------------------------------------------------------
+
+    def _snapshot(self) -> api.TaskState:
+        log = self._io.log if self._io is not None else None
+        log_errors = log.errors if log is not None else 0
+        if self._exit is not None:
+            base = exitfile.to_task_state(self.id, self._exit)
+            return dataclasses.replace(base, log_errors=log_errors)
+        return api.TaskState(
+            id=self.id,
+            status=api.RUNNING if self._started else api.CREATED,
+            pid=self._pid,
+            started_at_ns=self._started_at if self._started else 0,
+            log_errors=log_errors,
+        )
+
+    def _require(self, *allowed: str) -> api.TaskState:
+        if self._params is None:
+            raise errors.NotFound(f"container {self.id} has no task")
+        snap = self._snapshot()
+        if allowed and snap.status not in allowed:
+            raise errors.FailedPrecondition(f"container {self.id} is {snap.status}")
+        return snap
+
+    def _info(self, conn: Conn, rid: object, _: object) -> None:
+        info = api.ShimInfo(id=self.id, pid=os.getpid(), version=VERSION)
+        self._reply(conn, rid, api.to_wire(info))
+
+    def _state(self, conn: Conn, rid: object, _: object) -> None:
+        self._reply(conn, rid, api.to_wire(self._require()))
+
+    def _wait(self, conn: Conn, rid: object, params: object) -> None:
+        p = api.from_wire(api.WaitParams, params)
+        self._require()
+        if self._exit is not None:
+            self._reply(conn, rid, api.to_wire(self._snapshot()))
+            return
+        waiter = Waiter(conn, rid, None)
+        if p.timeout is not None:
+            waiter.deadline = time.monotonic() + p.timeout
+            self._add_timer(p.timeout, lambda: self._wait_expired(waiter))
+        self._waiters.append(waiter)
+
+    def _wait_expired(self, waiter: Waiter) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+            error = errors.DeadlineExceeded(f"container {self.id} still running")
+            self._reply_error(waiter.conn, waiter.rid, error)
+
+    # -- signals and the log --------------------------------------------------------
+
+    def _kill(self, conn: Conn, rid: object, params: object) -> None:
+        p = api.from_wire(api.KillParams, params)
+        self._require()
+        if self._reaped:
+            self._reply(conn, rid, None)
+            return
+        if self._oom is not None:
+            self._oom.refresh()  # OOM kills elsewhere in the parent until now are not ours
+        if p.all:
+            self._kill_all(conn, rid, p.signal)
+            return
+        try:
+            os.kill(self._pid, p.signal)
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError) as e:
+            raise errors.InvalidArgument(f"kill container {self.id}: {e}") from None
+        self._reply(conn, rid, None)
+
+    def _kill_all(self, conn: Conn, rid: object, sig: int) -> None:
+        p = self._params
+        assert p is not None
+
+        def done(_: object, error: BaseException | None) -> None:
+            if error is not None and not (
+                isinstance(error, errors.FailedPrecondition) and self._reaped
+            ):
+                self._reply_error(conn, rid, error)
+            else:
+                self._reply(conn, rid, None)
+
+        self._fork(lambda: self._jobs.kill_all(self.id, self._dir, p, sig), done)
+
+    def _reopen_log(self, conn: Conn, rid: object, _: object) -> None:
+        self._require(api.RUNNING)
+        assert self._io is not None
+        if self._io.log is None:
+            raise errors.FailedPrecondition(f"container {self.id} has no log file")
+        try:
+            self._io.log.reopen()
+        except OSError as e:
+            raise errors.FailedPrecondition(
+                f"container {self.id}: reopen log {self._io.log.path}: {e}"
+            ) from None
+        self._reply(conn, rid, None)
+
+    # -- actions, one at a time -----------------------------------------------------
+
+    def _enqueue(self, conn: Conn, rid: object, action: Callable[[], None]) -> None:
+        self._actions.append((conn, rid, action))
+        self._next_action()
+
+    def _next_action(self) -> None:
+        if self._busy or not self._actions:
+            return
+        self._busy = True
+        conn, rid, action = self._actions.popleft()
+        self._attempt(conn, rid, action)
+
+    def _attempt(self, conn: Conn, rid: object, action: Callable[[], None]) -> None:
+        """Run (part of) an action; an exception answers the request and ends the action."""
+        try:
+            action()
+        except Exception as e:
+            _report(e)
+            self._reply_error(conn, rid, e)
+            self._action_done()
+
+    def _action_done(self) -> None:
+        self._busy = False
+        self._next_action()
+
+    def _answer(self, conn: Conn, rid: object, error: BaseException | None) -> None:
+        """End an action: its error, or the task's state."""
+        if error is not None:
+            self._reply_error(conn, rid, error)
+        else:
+            self._reply(conn, rid, api.to_wire(self._snapshot()))
+        self._action_done()
+
+    # -- create ---------------------------------------------------------------------
+
+    def _create(self, conn: Conn, rid: object, params: object) -> None:
+        p = api.from_wire(api.CreateParams, params)
+        if self._params is not None or self._deleted or self._creating:
+            raise errors.AlreadyExists(f"container {self.id} already has a task")
+        self._creating = True
+        self._enqueue(conn, rid, lambda: self._do_create(conn, rid, p))
+
+    def _do_create(self, conn: Conn, rid: object, p: api.CreateParams) -> None:
+        try:
+            io = stdio.ContainerIO(
+                tty=p.tty, stdin=p.stdin, stdin_once=p.stdin_once, log=self._open_log(p.log_path)
+            )
+        except BaseException:
+            self._creating = False
+            raise
+        console: stdio.ConsoleSocket | None = None
+        try:
+            console = stdio.ConsoleSocket(self._dir / CONSOLE) if p.tty else None
+            name = console.name if console is not None else None
+            child = io.child_stdio()
+            job = lambda: self._jobs.create(self.id, self._dir, p, child, name)  # noqa: E731
+            self._fork(
+                job,
+                lambda r, e: self._created(conn, rid, p, io, console, r, e),
+                keep=tuple(io.child),
+            )
+        except BaseException:
+            io.close()
+            if console is not None:
+                console.close()
+            self._creating = False
+            raise
+        io.close_child_ends()
+
+    def _open_log(self, path: str) -> logger.LogWriter | None:
+        if not path:
+            return None
+        try:
+            return logger.LogWriter(path)
+        except OSError as e:
+            raise errors.FailedPrecondition(f"container {self.id}: log file {path}: {e}") from None
+
+    def _created(
+        self,
+        conn: Conn,
+        rid: object,
+        p: api.CreateParams,
+        io: stdio.ContainerIO,
+        console: stdio.ConsoleSocket | None,
+        result: Any,
+        error: BaseException | None,
+    ) -> None:
+        try:
+            if error is None and console is not None:
+                io.set_master(console.receive_blocking(CONSOLE_TIMEOUT))
+        except errors.Error as e:
+            self._undo_create(conn, rid, p, io, str(result["rootfs"]), e)
+            return
+        finally:
+            if console is not None:
+                console.close()
+        self._creating = False
+        if error is not None:
+            io.close()
+            self._answer(conn, rid, error)
+            return
+        cgroup = result.get("cgroup")
+        self._adopt(p, io, int(result["pid"]), str(result["rootfs"]), cgroup and Path(cgroup))
+        self._answer(conn, rid, None)
+
+    def _undo_create(
+        self,
+        conn: Conn,
+        rid: object,
+        p: api.CreateParams,
+        io: stdio.ContainerIO,
+        rootfs: str,
+        error: BaseException,
+    ) -> None:
+        io.close()
+
+        def undone(_: object, __: BaseException | None) -> None:
+            self._creating = False
+            self._answer(conn, rid, error)
+
+        self._fork(lambda: self._jobs.undo_create(self.id, self._dir, p, rootfs), undone)
+
+    def _adopt(
+        self, p: api.CreateParams, io: stdio.ContainerIO, pid: int, rootfs: str, cgroup: Path | None
+    ) -> None:
+        self._params, self._io, self._pid, self._rootfs = p, io, pid, rootfs
+        for fd in io.outputs:
+            self._watch(fd, lambda _, fd=fd: self._on_output(fd))  # type: ignore[misc]
+        self._cgroup = cgroup
+        self._oom = oom.Watch.of(self._cgroup)
+        if self._oom is not None:
+            self._watch(self._oom.fileno(), self._on_oom_event)
+        self._watch_child(pid, self._on_init_exit, adopted=True)
+
+    def _on_oom_event(self, _: int) -> None:
+        assert self._oom is not None
+        fd = self._oom.fileno()
+        if not self._oom.changed():
+            self._unwatch(fd)
+
+    # -- output and exit ------------------------------------------------------------
+
+    def _on_output(self, fd: int) -> None:
+        io = self._io
+        assert io is not None
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: every descriptor of the pty's slave side is closed
+            data = b""
+        if data:
+            stream = io.outputs[fd]
+            if io.log is not None:
+                io.log.write(stream, data)
+            channel = api.CH_STDERR if stream == "stderr" else api.CH_STDOUT
+            for feed in io.live_feeds():
+                feed.send(channel, data)
+            return
+        self._unwatch(fd)
+        io.end_output(fd)
+        if self._reaped and not io.outputs:
+            self._record_exit()
+
+    def _on_init_exit(self, status: int) -> None:
+        self._reaped = True
+        self._wait_status = status
+        self._finished = time.time_ns()
+        # Before draining the output: a systemd scope's cgroup goes with its last process.
+        if self._oom is not None:
+            self._unwatch(self._oom.fileno())
+            count: int | None = self._oom.final(sigkilled=_sigkilled(status))
+        else:
+            count = oom.oom_kill_count(self._cgroup) if self._cgroup is not None else None
+        self._oom_killed = bool(count)
+        assert self._io is not None
+        if self._io.outputs:
+            self._add_timer(DRAIN_TIMEOUT, self._record_exit)
+        else:
+            self._record_exit()
+
+    def _record_exit(self) -> None:
+        if self._exit is not None:
+            return
+        record = exitfile.ExitStatus(
+            pid=self._pid,
+            exit_code=procs.exit_code_of(self._wait_status),
+            started_at_ns=self._started_at if self._started else 0,
+            finished_at_ns=self._finished,
+            oom_killed=self._oom_killed,
+            reason=api.REASON_OOM if self._oom_killed else "",
+        )
+        # Durable before anyone can learn about it.
+        try:
+            exitfile.write(self._dir, record)
+        except OSError as e:
+            # Still report the exit (waiters must not hang), but say it may be lost.
+            traceback.print_exc()
+            record = dataclasses.replace(record, message=f"exit status not persisted: {e}")
+        self._exit = record
+        assert self._io is not None
+        for feed in self._io.live_feeds():
+            feed.finish(record.exit_code)
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            self._reply(w.conn, w.rid, api.to_wire(self._snapshot()))
+        after, self._after_exit = self._after_exit, []
+        for callback in after:
+            callback()
+
+    # -- start, update, delete ------------------------------------------------------
+
+    def _start(self, conn: Conn, rid: object, _: object) -> None:
+        self._enqueue(conn, rid, lambda: self._do_start(conn, rid))
+
+    def _do_start(self, conn: Conn, rid: object) -> None:
+        self._require(api.CREATED)
+        p = self._params
+        assert p is not None
+        # Taken before `runc start`: the process may exit before it returns.
+        self._started_at = time.time_ns()
+        self._started = True
+
+        def done(_: object, error: BaseException | None) -> None:
+            if error is not None:
+                self._started = False
+            self._answer(conn, rid, error)
+
+        self._fork(lambda: self._jobs.start(self.id, self._dir, p), done)
+
+    def _update(self, conn: Conn, rid: object, params: object) -> None:
+        resources = api.from_wire(api.UpdateParams, params).resources
+        self._enqueue(conn, rid, lambda: self._do_update(conn, rid, resources))
+
+    def _do_update(self, conn: Conn, rid: object, resources: dict[str, Any]) -> None:
+        self._require(api.CREATED, api.RUNNING)
+        p = self._params
+        assert p is not None
+
+        def done(_: object, error: BaseException | None) -> None:
+            if error is not None:
+                self._reply_error(conn, rid, error)
+            else:
+                self._reply(conn, rid, None)
+            self._action_done()
+
+        self._fork(lambda: self._jobs.update(self.id, self._dir, p, resources), done)
+
+    def _delete(self, conn: Conn, rid: object, _: object) -> None:
+        self._enqueue(conn, rid, lambda: self._do_delete(conn, rid))
+
+    def _do_delete(self, conn: Conn, rid: object) -> None:
+        if self._params is None:
+            self._deleted = True
+            recorded = exitfile.read(self._dir)
+            final = (
+                exitfile.to_task_state(self.id, recorded)
+                if recorded is not None
+                else api.TaskState(id=self.id, status=api.STOPPED)
+            )
+            self._reply(conn, rid, api.to_wire(final))
+            self._done = True
+            self._action_done()
+            return
+        if not self._reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+        if self._exit is None:
+            self._after_exit.append(
+                lambda: self._attempt(conn, rid, lambda: self._teardown(conn, rid))
+            )
+            return
+        self._teardown(conn, rid)
+
+    def _teardown(self, conn: Conn, rid: object) -> None:
+        p = self._params
+        assert p is not None
+        for pid in self._exec_workers:  # they kill their execs
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+        def done(_: object, error: BaseException | None) -> None:
+            if error is None:
+                assert self._io is not None
+                for fd in list(self._io.outputs):
+                    self._unwatch(fd)
+                self._io.close()
+                self._io = None
+                self._deleted = True
+                self._done = True
+            self._answer(conn, rid, error)
+
+        self._fork(lambda: self._jobs.teardown(self.id, self._dir, p, self._rootfs), done)
+
+    # -- exec and attach ------------------------------------------------------------
+
+    def _exec_sync(self, conn: Conn, rid: object, params: object) -> None:
+        p = api.from_wire(api.ExecSyncParams, params)
+        self._require(api.RUNNING)
+        task = self._params
+        assert task is not None
+
+        def done(result: object, error: BaseException | None) -> None:
+            if error is not None:
+                self._reply_error(conn, rid, error)
+            else:
+                self._reply(conn, rid, result)
+
+        job = lambda: self._jobs.exec_sync(self.id, self._dir, task, p)  # noqa: E731
+        self._fork(job, done, exec_worker=True)
+
+    def _stream(self, conn: Conn, rid: object, method: str, params: object) -> None:
+        if method == "attach":
+            self._attach(conn, rid, api.from_wire(api.AttachParams, params))
+            return
+        p = api.from_wire(api.ExecStreamParams, params)
+        self._require(api.RUNNING)
+        task = self._params
+        assert task is not None
+        leftover = bytes(conn.inbuf)
+        self._release(conn)
+        try:
+            job = lambda: self._jobs.exec_stream(  # noqa: E731
+                self.id, self._dir, task, conn.sock, leftover, rid, p
+            )
+            self._fork(job, _ignore_result, keep=(conn.fd,), exec_worker=True, blocking=False)
+        finally:
+            conn.sock.close()
+
+    def _attach(self, conn: Conn, rid: object, p: api.AttachParams) -> None:
+        self._require(api.CREATED, api.RUNNING)
+        io = self._io
+        assert io is not None
+        feed_r, feed_w = os.pipe2(os.O_CLOEXEC)
+        back_r, back_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        feed = attach.Feed(feed_w, p)
+        stdin, master = io.stdin_target if p.stdin else None, io.master
+        keep = tuple(fd for fd in (conn.fd, feed_r, back_w, stdin, master) if fd is not None)
+        leftover = bytes(conn.inbuf)
+        self._release(conn)
+        try:
+            job = lambda: self._jobs.attach_stream(  # noqa: E731
+                conn.sock, leftover, rid, p, feed_r, back_w, stdin, master
+            )
+            self._fork(job, _ignore_result, keep=keep, blocking=False)
+        except BaseException:
+            feed.close()
+            os.close(back_r)
+            raise
+        finally:
+            conn.sock.close()
+            os.close(feed_r)
+            os.close(back_w)
+        io.feeds.append(feed)
+        self._watch(back_r, lambda _: self._on_back(back_r, feed))
+
+    def _on_back(self, fd: int, feed: attach.Feed) -> None:
+        """An attachment released stdin (one byte), or its worker is gone (end of file)."""
+        try:
+            data = os.read(fd, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            if self._io is not None and self._io.stdin_once:
+                self._io.close_stdin()
+            return
+        self._unwatch(fd)
+        os.close(fd)
+        feed.close()
+
+
+def _finish_job(shim_id: str, pid: int, buf: bytearray, done: Done) -> None:
+    try:
+        out = json.loads(buf) if buf else None
+    except ValueError:
+        out = None
+    if not isinstance(out, dict):
+        done(None, errors.Unavailable(f"shim {shim_id}: worker {pid} ended without a result"))
+    elif "error" in out:
+        done(None, protocol.error_from_wire(out["error"]))
+    else:
+        done(out.get("result"), None)
+
+
+def _ignore_result(_: object, __: BaseException | None) -> None:
+    pass
+
+
+def _ignore(*_: object) -> None:
+    pass
+
+
+def _guard(handler: Callable[[int], None], arg: int) -> None:
+    """A failing handler is reported to shim.log; the keeper carries on."""
+    try:
+        handler(arg)
+    except Exception:
+        traceback.print_exc()
+        sys.stderr.flush()
+
+
+def _report(exc: BaseException) -> None:
+    """Unexpected exceptions go to the shim's stderr (shim.log) with a traceback."""
+    if not isinstance(exc, errors.Error | ConnectionError):
+        traceback.print_exception(exc, file=sys.stderr)
+
+
+def _sigkilled(wait_status: int) -> bool:
+    return os.WIFSIGNALED(wait_status) and os.WTERMSIG(wait_status) == signal.SIGKILL

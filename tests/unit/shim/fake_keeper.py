@@ -1,0 +1,111 @@
+"""A real shim.keeper.Keeper with fake jobs, run as its own process by the unit tests.
+
+`python -m tests.unit.shim.fake_keeper DIR` listens on DIR/shim.sock and writes
+DIR/shim.pid once it does. Jobs need no runtime: `create` starts `cat` (its
+stdio the container's; `sleep` without stdin) as the "init", which the keeper adopts when the worker
+exits, as it would a runc init; `update` writes DIR/update.json; `exec_stream`
+echoes stdin upper-cased and reports resizes on stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from shim import api, daemon, errors, keeper, procs, runtime, state, workers
+
+
+class FakeJobs:
+    async def create(
+        self,
+        id: str,
+        state_dir: Path,
+        p: api.CreateParams,
+        stdio: runtime.Stdio,
+        console: str | None,
+    ) -> dict[str, Any]:
+        if p.bundle == "/fail":
+            raise errors.FailedPrecondition("create failed on purpose")
+        argv = ["cat"] if stdio.stdin is not None else ["sleep", "1000"]
+        pid = procs.spawn(argv, stdin=stdio.stdin, stdout=stdio.stdout, stderr=stdio.stderr)
+        return {"pid": pid, "rootfs": "", "cgroup": None}
+
+    async def undo_create(self, id: str, state_dir: Path, p: api.CreateParams, rootfs: str) -> None:
+        pass
+
+    async def start(self, id: str, state_dir: Path, p: api.CreateParams) -> None:
+        pass
+
+    async def kill_all(self, id: str, state_dir: Path, p: api.CreateParams, sig: int) -> None:
+        pass
+
+    async def update(
+        self, id: str, state_dir: Path, p: api.CreateParams, resources: dict[str, Any]
+    ) -> None:
+        (state_dir / "update.json").write_text(json.dumps(resources))
+
+    async def teardown(self, id: str, state_dir: Path, p: api.CreateParams, rootfs: str) -> None:
+        pass
+
+    async def exec_sync(
+        self, id: str, state_dir: Path, p: api.CreateParams, params: api.ExecSyncParams
+    ) -> dict[str, Any]:
+        out = " ".join(params.args).encode()
+        return api.to_wire(api.ExecSyncResult(stdout=out, stderr=b"\xff", exit_code=1))
+
+    async def exec_stream(
+        self,
+        id: str,
+        state_dir: Path,
+        p: api.CreateParams,
+        sock: socket.socket,
+        leftover: bytes,
+        rid: object,
+        params: api.ExecStreamParams,
+    ) -> None:
+        conn, writer = await workers.open_stream(sock, leftover)
+        await workers.answer_ok(writer, rid)
+        done = asyncio.Event()
+
+        async def echo(data: bytes) -> None:
+            await conn.send_wait(api.CH_STDOUT, data.upper())
+
+        def resize(w: int, h: int) -> None:
+            conn.send(api.CH_STDERR, f"{w}x{h}".encode())
+
+        reading = asyncio.ensure_future(conn.input(echo, done.set, resize))
+        await done.wait()
+        await conn.finish(len(params.args))
+        reading.cancel()
+
+    async def attach_stream(
+        self,
+        sock: socket.socket,
+        leftover: bytes,
+        rid: object,
+        params: api.AttachParams,
+        feed: int,
+        back: int,
+        stdin: int | None,
+        master: int | None,
+    ) -> None:
+        await workers.attach_stream(sock, leftover, rid, params, feed, back, stdin, master)
+
+
+def main(state_dir: Path) -> None:
+    daemon.prctl(daemon.PR_SET_CHILD_SUBREAPER, 1)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(state_dir / state.SOCKET))
+    sock.listen()
+    state.write_atomic(state_dir / state.PID, f"{os.getpid()}\n".encode(), durable=False)
+    spec = api.ShimSpec(id="fake1", state_dir=state_dir)
+    keeper.Keeper(spec, sock, jobs=FakeJobs()).run()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -7,6 +7,8 @@ Messages name the object and its id.
 
 from __future__ import annotations
 
+import sys
+import traceback
 from typing import ClassVar
 
 
@@ -50,3 +52,9 @@ class DeadlineExceeded(Error):
     """The operation did not finish in the time it was given."""
 
     kind = "deadline_exceeded"
+
+
+def report(exc: BaseException) -> None:
+    """An unexpected exception (not one of these kinds) goes to stderr (shim.log), traced."""
+    if not isinstance(exc, Error | ConnectionError):
+        traceback.print_exception(exc, file=sys.stderr)

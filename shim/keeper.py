@@ -154,7 +154,6 @@ class Conn:
 class Waiter:
     conn: Conn
     rid: object
-    deadline: float | None
 
 
 class Keeper:
@@ -384,7 +383,7 @@ class Keeper:
                 raise errors.InvalidArgument(f"shim {self.id}: unknown method {method!r}")
             handler(conn, rid, params)
         except Exception as e:
-            _report(e)
+            errors.report(e)
             self._reply_error(conn, rid, e)
             if first and method in _STREAMS:
                 conn.close_when_flushed = True
@@ -468,9 +467,8 @@ class Keeper:
         if self._exit is not None:
             self._reply(conn, rid, api.to_wire(self._snapshot()))
             return
-        waiter = Waiter(conn, rid, None)
+        waiter = Waiter(conn, rid)
         if p.timeout is not None:
-            waiter.deadline = time.monotonic() + p.timeout
             self._add_timer(p.timeout, lambda: self._wait_expired(waiter))
         self._waiters.append(waiter)
 
@@ -546,7 +544,7 @@ class Keeper:
         try:
             action()
         except Exception as e:
-            _report(e)
+            errors.report(e)
             self._reply_error(conn, rid, e)
             self._action_done()
 
@@ -930,12 +928,6 @@ def _guard(handler: Callable[[int], None], arg: int) -> None:
     except Exception:
         traceback.print_exc()
         sys.stderr.flush()
-
-
-def _report(exc: BaseException) -> None:
-    """Unexpected exceptions go to the shim's stderr (shim.log) with a traceback."""
-    if not isinstance(exc, errors.Error | ConnectionError):
-        traceback.print_exception(exc, file=sys.stderr)
 
 
 def _sigkilled(wait_status: int) -> bool:

@@ -84,7 +84,7 @@ def fork(
             result = _complete(job()) if blocking else asyncio.run(_guarded(job))
             out: dict[str, Any] = {"result": result}
         except Exception as e:
-            _report(e)
+            errors.report(e)
             out = {"error": protocol.error_to_wire(e)}
         _write_all(w, json.dumps(out, separators=(",", ":")).encode())
         code = 0
@@ -146,12 +146,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _report(exc: BaseException) -> None:
-    """Unexpected exceptions go to the shim's stderr (shim.log) with a traceback."""
-    if not isinstance(exc, errors.Error | ConnectionError):
-        traceback.print_exception(exc, file=sys.stderr)
 
 
 # -- the container's runtime ----------------------------------------------------
@@ -338,7 +332,7 @@ async def exec_stream(
             stderr=params.stderr and not params.tty,
         )
     except Exception as e:
-        _report(e)
+        errors.report(e)
         await answer_error(conn, writer, rid, e)
         await conn.close()
         return

@@ -305,8 +305,8 @@ class Keeper:
         held = {*self._handlers, self._poll.fileno(), self._wake[1]}
         if self._io is not None:
             held.update(self._io.descriptors())
-        if self._oom is not None:
-            held.add(self._oom.fileno())
+        if self._oom is not None and (watching := self._oom.fileno()) is not None:
+            held.add(watching)
         pid, fd = workers.fork(
             job, close=held - set(keep), subreaper=exec_worker, blocking=blocking
         )
@@ -657,15 +657,15 @@ class Keeper:
             self._watch(fd, lambda _, fd=fd: self._on_output(fd))  # type: ignore[misc]
         self._cgroup = cgroup
         self._oom = oom.Watch.of(self._cgroup)
-        if self._oom is not None:
-            self._watch(self._oom.fileno(), self._on_oom_event)
+        if self._oom is not None and (watching := self._oom.fileno()) is not None:
+            self._watch(watching, self._on_oom_event)
         self._watch_child(pid, self._on_init_exit, adopted=True)
 
     def _on_oom_event(self, _: int) -> None:
         assert self._oom is not None
-        fd = self._oom.fileno()
-        if not self._oom.changed():
-            self._unwatch(fd)
+        watching = self._oom.fileno()
+        if not self._oom.changed() and watching is not None:
+            self._unwatch(watching)
 
     # -- output and exit ------------------------------------------------------------
 
@@ -697,7 +697,8 @@ class Keeper:
         self._finished = time.time_ns()
         # Before draining the output: a systemd scope's cgroup goes with its last process.
         if self._oom is not None:
-            self._unwatch(self._oom.fileno())
+            if (watching := self._oom.fileno()) is not None:
+                self._unwatch(watching)
             count: int | None = self._oom.final(sigkilled=_sigkilled(status))
         else:
             count = oom.oom_kill_count(self._cgroup) if self._cgroup is not None else None

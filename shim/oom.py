@@ -193,9 +193,10 @@ class Watch:
         self._parent_seen = parent
         return True
 
-    def fileno(self) -> int:
-        """What to poll for reading (an epoll set that holds memory.events)."""
-        return self._poll.fileno()
+    def fileno(self) -> int | None:
+        """What to poll for reading (an epoll set that holds memory.events); None once the
+        watch stopped (the cgroup is gone, or `final`/`close` was called)."""
+        return None if self._fd is None else self._poll.fileno()
 
     def changed(self) -> bool:
         """memory.events changed: re-read it. False once the cgroup is gone (stop polling)."""

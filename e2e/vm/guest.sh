@@ -3,7 +3,8 @@
 # Reads /mnt/berth-run/job.env written by the host:
 #   JOB=provision   copy the checkout and run hack/install-deps.sh (the README's install command)
 #   JOB=test        copy the checkout and run hack/test.sh once per driver in DRIVERS,
-#                   with BERTH_TEST_CGROUP_DRIVER set, pytest arguments from PYTEST_ARGS
+#                   with BERTH_TEST_CGROUP_DRIVER set, pytest arguments from PYTEST_ARGS,
+#                   BERTH_TEST_TIME_SCALE from TIME_SCALE (4 under emulation)
 #   JOB=exec        run CMD in the copied checkout
 # Writes to /mnt/berth-run: output.log (everything), facts, rc.<step> (exit codes),
 # junit-<driver>.xml. The unit powers the VM off when this script returns.
@@ -61,7 +62,8 @@ run_tests() {
   local driver status=0
   for driver in ${DRIVERS}; do
     # shellcheck disable=SC2086  # PYTEST_ARGS is a word list by design
-    BERTH_TEST_CGROUP_DRIVER="${driver}" step "${driver}" "${src}/hack/test.sh" \
+    BERTH_TEST_CGROUP_DRIVER="${driver}" BERTH_TEST_TIME_SCALE="${TIME_SCALE:-1}" \
+      step "${driver}" "${src}/hack/test.sh" \
       --junitxml="${run}/junit-${driver}.xml" ${PYTEST_ARGS:-} || status=1
   done
   return "${status}"

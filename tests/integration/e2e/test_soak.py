@@ -16,6 +16,7 @@ from e2e.soak.analysis import MemoryLimits
 from e2e.soak.run import Soak, SoakConfig
 from tests.support.fixtures_pods import CniNet
 from tests.support.fixtures_registry import LocalRegistry
+from tests.support.timing import scaled
 
 pytestmark = [
     pytest.mark.root,
@@ -25,7 +26,7 @@ pytestmark = [
     pytest.mark.slow,
 ]
 
-CHURN_S = float(os.environ.get("BERTH_SOAK_SECONDS", "35"))
+CHURN_S = float(os.environ.get("BERTH_SOAK_SECONDS") or scaled(35.0))
 
 
 @pytest.fixture

@@ -18,8 +18,10 @@ from tests.support.failpoint_scrub import scrub
 from tests.support.failpoints import Failpoints
 from tests.support.fixtures_pods import CniNet
 from tests.support.fixtures_registry import LocalRegistry
+from tests.support.timing import scaled
 
-CNI_TIMEOUT = 2.0  # seconds per plugin call: small, so a hanging plugin is found quickly
+# Seconds per plugin call: small, so a hanging plugin is found quickly.
+CNI_TIMEOUT = scaled(2.0)
 
 
 def fault_settings(

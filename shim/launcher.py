@@ -61,11 +61,12 @@ class Launcher:
         """Exec the template and wait until it listens. Unavailable if it does not."""
         return cls(await _start_template(template_dir, python), template_dir, python)
 
-    async def spawn(self, spec: api.ShimSpec) -> client.ShimClient:
+    async def spawn(self, spec: api.ShimSpec, *, retry: bool = True) -> client.ShimClient:
         """Fork a shim for `spec` and return a client connected to it.
 
-        InvalidArgument for a bad id; AlreadyExists if a live shim owns the
-        state directory; Unavailable if no shim could be started.
+        A dead template is started again first; a shim is exec'd directly only
+        when that fails. InvalidArgument for a bad id; AlreadyExists if a live
+        shim owns the state directory; Unavailable if no shim could be started.
         """
         spec.validate()
         async with self._lock:
@@ -79,6 +80,8 @@ class Launcher:
         except errors.Unavailable:
             if self._proc.returncode is None and await _alive(self._proc):
                 raise
+            if retry:  # the template died: once more, through a new one
+                return await self.spawn(spec, retry=False)
             return await spawn_direct(spec, python=self._python)
         return await client.connect(spec.state_dir)
 

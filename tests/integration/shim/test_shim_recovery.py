@@ -90,6 +90,12 @@ async def test_shim_survives_template_death(env: Env) -> None:
     c2 = await env.spawn()
     assert env.launcher.pid != template_pid
     assert (await c2.info()).id == c2.id
+    # Also when the spawn comes before anybody noticed the death.
+    second = env.launcher.pid
+    os.kill(second, signal.SIGKILL)
+    c3 = await env.spawn()
+    assert env.launcher.pid not in (template_pid, second)
+    assert (await c3.info()).id == c3.id
 
 
 async def test_direct_spawn_without_template(env: Env, tmp_path: Path) -> None:

@@ -22,11 +22,27 @@ import contextlib
 import fcntl
 import json
 import os
+from dataclasses import dataclass
 
 from shim import api, fdio, protocol, stdio, streams
 
 FEED_PIPE_SIZE = 1 << 20
 _HEADER = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Ends:
+    """An attach worker's descriptors: the feed's read end, the one-byte `back` pipe's
+    write end, the container's stdin (None unless this attachment may write it) and the
+    pty master (None without a tty)."""
+
+    feed: int
+    back: int
+    stdin: int | None
+    master: int | None
+
+    def descriptors(self) -> tuple[int, ...]:
+        return tuple(fd for fd in (self.feed, self.back, self.stdin, self.master) if fd is not None)
 
 
 class Feed:
@@ -70,17 +86,14 @@ class Feed:
 async def serve_feed(
     conn: streams.StreamConn,
     params: api.AttachParams,
-    *,
-    feed: int,
-    back: int,
-    stdin: int | None,
-    master: int | None,
+    ends: Ends,
 ) -> None:
     """Run one attachment until the container exits or the client leaves.
 
-    `stdin` is the container's stdin (pipe or pty master) when this attachment may write
-    to it, else None: a worker must not hold the pipe open for nothing (`stdin_once`).
+    `ends.stdin` is None unless this attachment may write to the container's stdin: a
+    worker must not hold the pipe open for nothing (`stdin_once`).
     """
+    feed, back, stdin, master = ends.feed, ends.back, ends.stdin, ends.master
     # The worker's one copy of the stdin pipe goes with the writer; a pty master stays (resize).
     writer: fdio.FdWriter | None = None
     if stdin is not None:

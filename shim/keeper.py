@@ -128,10 +128,7 @@ class Jobs(Protocol):
         leftover: bytes,
         rid: object,
         params: api.AttachParams,
-        feed: int,
-        back: int,
-        stdin: int | None,
-        master: int | None,
+        ends: attach.Ends,
     ) -> None:
         """Serve an attachment on the handed-over connection (see shim.attach)."""
         ...
@@ -682,9 +679,10 @@ class Keeper:
             stream = io.outputs[fd]
             if io.log is not None:
                 io.log.write(stream, data)
-            channel = api.CH_STDERR if stream == "stderr" else api.CH_STDOUT
-            for feed in io.live_feeds():
-                feed.send(channel, data)
+            if io.feeds:  # most containers have no attachment: no list built per read
+                channel = api.CH_STDERR if stream == "stderr" else api.CH_STDOUT
+                for feed in io.live_feeds():
+                    feed.send(channel, data)
             return
         self._unwatch(fd)
         io.end_output(fd)
@@ -864,15 +862,12 @@ class Keeper:
         feed_r, feed_w = os.pipe2(os.O_CLOEXEC)
         back_r, back_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         feed = attach.Feed(feed_w, p)
-        stdin, master = io.stdin_target if p.stdin else None, io.master
-        keep = tuple(fd for fd in (conn.fd, feed_r, back_w, stdin, master) if fd is not None)
+        ends = attach.Ends(feed_r, back_w, io.stdin_target if p.stdin else None, io.master)
         leftover = bytes(conn.inbuf)
         self._release(conn)
         try:
-            job = lambda: self._jobs.attach_stream(  # noqa: E731
-                conn.sock, leftover, rid, p, feed_r, back_w, stdin, master
-            )
-            self._fork(job, _ignore_result, keep=keep, blocking=False)
+            job = lambda: self._jobs.attach_stream(conn.sock, leftover, rid, p, ends)  # noqa: E731
+            self._fork(job, _ignore_result, keep=(conn.fd, *ends.descriptors()), blocking=False)
         except BaseException:
             feed.close()
             os.close(back_r)

@@ -351,12 +351,9 @@ async def attach_stream(
     leftover: bytes,
     rid: object,
     params: api.AttachParams,
-    feed: int,
-    back: int,
-    stdin: int | None,
-    master: int | None,
+    ends: attach.Ends,
 ) -> None:
     """Serve one attachment: output and the exit code arrive on `feed` from the keeper."""
     conn, writer = await open_stream(sock, leftover)
     await answer_ok(writer, rid)
-    await attach.serve_feed(conn, params, feed=feed, back=back, stdin=stdin, master=master)
+    await attach.serve_feed(conn, params, ends)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shim import api, daemon, errors, keeper, procs, runtime, state, workers
+from shim import api, attach, daemon, errors, keeper, procs, runtime, state, workers
 
 
 class FakeJobs:
@@ -89,12 +89,9 @@ class FakeJobs:
         leftover: bytes,
         rid: object,
         params: api.AttachParams,
-        feed: int,
-        back: int,
-        stdin: int | None,
-        master: int | None,
+        ends: attach.Ends,
     ) -> None:
-        await workers.attach_stream(sock, leftover, rid, params, feed, back, stdin, master)
+        await workers.attach_stream(sock, leftover, rid, params, ends)
 
 
 def main(state_dir: Path) -> None:

@@ -9,8 +9,8 @@ template's nor berthd's death touches it: the shim runs in its own session,
 has no controlling terminal and no parent death signal (it is cleared on
 fork). The spawner creates the state directory, opens shim.log and listens
 on `<state_dir>/shim.sock` (0600) before forking, so no shim writes the
-pages that takes; once the intermediate reported the shim's pid it writes
-`shim.pid` atomically and answers the spawn request. The shim becomes a
+pages that takes; the intermediate writes `shim.pid` atomically and reports
+the pid, and then the spawner answers the spawn request. The shim becomes a
 child subreaper (so the container's init is re-parented to it when runc
 exits), points stdin/stdout at /dev/null and stderr at shim.log, closes
 every other inherited descriptor and runs the keeper (shim.keeper).

@@ -41,6 +41,17 @@ if [[ " ${missing[*]:-} " == *" containerd "* ]] && command -v systemctl >/dev/n
   systemctl disable --now containerd >/dev/null 2>&1 || true
 fi
 
+# systemd-udev gives every new veth a "persistent" MAC address of its own choosing, racing the CNI
+# plugin that set one (the bridge plugin's CHECK then fails, and the bridge may learn the wrong
+# address). Keep the address the plugin chose, as CNI-based nodes do.
+link=/etc/systemd/network/80-berth-cni-veth.link
+if [[ -d /run/systemd/system && -e /usr/lib/systemd/network/99-default.link && ! -e "${link}" ]]; then
+  mkdir -p "$(dirname "${link}")"
+  printf '%s\n' "# Written by berth's hack/install-deps.sh: leave CNI veths' MAC addresses alone." \
+    "[Match]" "OriginalName=veth*" "Driver=veth" "" "[Link]" "MACAddressPolicy=none" >"${link}"
+  udevadm control --reload 2>/dev/null || true
+fi
+
 if [[ ! -x "${venv}/bin/python" ]]; then
   /usr/bin/python3 -m venv "${venv}"
 fi

@@ -58,10 +58,15 @@ class ShimSpec:
 
     def validate(self) -> None:
         """InvalidArgument unless the id is safe as a runtime id and file name."""
-        if not _ID.fullmatch(self.id):
-            raise InvalidArgument(f"invalid container id {self.id!r}")
-        if not self.state_dir.is_absolute():
-            raise InvalidArgument(f"shim {self.id}: state dir {self.state_dir} is not absolute")
+        check_spec(self.id, str(self.state_dir))
+
+
+def check_spec(shim_id: str, state_dir: str) -> None:
+    """ShimSpec.validate on plain strings (the template checks requests without a ShimSpec)."""
+    if not _ID.fullmatch(shim_id):
+        raise InvalidArgument(f"invalid container id {shim_id!r}")
+    if not state_dir.startswith("/"):
+        raise InvalidArgument(f"shim {shim_id}: state dir {state_dir} is not absolute")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,22 +260,50 @@ class TaskAPI(Protocol):
 
 R = TypeVar("R")
 
+# A field decoder takes (value, where) and returns the field's value or raises
+# InvalidArgument; `where()` names the field, for an error message only.
+_Where = typing.Callable[[], str]
+_Decoder = typing.Callable[[object, _Where], Any]
+_Encoder = typing.Callable[[object], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Codec:
+    """How one record type crosses the wire, worked out once from its annotations.
+
+    Forked shims share the codecs the template built (see `warm_codec`), and
+    then run a few small functions per record instead of typing's machinery:
+    every function a shim runs costs it pages (see shim.template).
+    """
+
+    names: tuple[str, ...]
+    encoders: tuple[_Encoder | None, ...]  # None: the value is JSON as it is
+    decoders: tuple[_Decoder, ...]
+    plain: bool  # no field needs an encoder
+
+
+_CODECS: dict[type[Any], _Codec] = {}
+
+
+def _codec(cls: type[Any]) -> _Codec:
+    codec = _CODECS.get(cls)
+    if codec is None:
+        hints = typing.get_type_hints(cls)
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        encoders = tuple(_encoder_for(hints[n]) for n in names)
+        decoders = tuple(_decoder_for(hints[n]) for n in names)
+        plain = all(e is None for e in encoders)
+        codec = _CODECS[cls] = _Codec(names, encoders, decoders, plain)
+    return codec
+
 
 def to_wire(record: object) -> dict[str, Any]:
     """A record as a JSON-ready dict (bytes become base64, paths strings)."""
-    return {f.name: _encode(getattr(record, f.name)) for f in dataclasses.fields(record)}  # type: ignore[arg-type]
-
-
-def _encode(value: object) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_wire(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, tuple | list):
-        return [_encode(v) for v in value]
-    return value
+    codec = _codec(type(record))
+    values = [getattr(record, name) for name in codec.names]
+    if not codec.plain:
+        values = [v if e is None else e(v) for e, v in zip(codec.encoders, values, strict=True)]
+    return dict(zip(codec.names, values, strict=True))
 
 
 def from_wire(cls: type[R], data: object) -> R:
@@ -281,67 +314,88 @@ def from_wire(cls: type[R], data: object) -> R:
     """
     if not isinstance(data, dict):
         raise InvalidArgument(f"{cls.__name__}: expected an object, got {type(data).__name__}")
-    hints = _hints(cls)
+    codec = _codec(cls)
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in data:
-            kwargs[f.name] = _decode(hints[f.name], data[f.name], f"{cls.__name__}.{f.name}")
+    for name, decode in zip(codec.names, codec.decoders, strict=True):
+        if name in data:
+            kwargs[name] = decode(data[name], lambda n=name: f"{cls.__name__}.{n}")  # type: ignore[misc]
     try:
         return cls(**kwargs)
     except TypeError as e:
         raise InvalidArgument(f"{cls.__name__}: {e}") from None
 
 
-_HINTS: dict[type[Any], dict[str, Any]] = {}
-
-
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    # Resolving string annotations is costly; do it once per record type
-    # (the template warms this cache, so forked shims share it).
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
-    return hints
-
-
 def warm_codec() -> None:
-    """Resolve the annotations of every record in this module (see `_hints`)."""
+    """Build the codec of every record in this module (see `_Codec`)."""
     for value in list(globals().values()):
-        if isinstance(value, type) and dataclasses.is_dataclass(value):
-            _hints(value)
+        if _is_record(value):
+            _codec(value)
 
 
-def _decode(tp: Any, value: object, where: str) -> Any:
-    origin = typing.get_origin(tp)
+def _is_record(tp: object) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _encoder_for(tp: Any) -> _Encoder | None:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is types.UnionType or origin is typing.Union:
-        return _decode_union(typing.get_args(tp), value, where)
+        inner = [_encoder_for(a) for a in args if a is not type(None)]
+        return None if inner == [None] else _encode
+    if origin is tuple or tp in (bytes, Path) or _is_record(tp):
+        return _encode
+    return None  # str, int, float, bool, a dict of JSON
+
+
+def _encode(value: object) -> Any:
+    if _is_record(type(value)):
+        return to_wire(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decoder_for(tp: Any) -> _Decoder:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is types.UnionType or origin is typing.Union:
+        real = [a for a in args if a is not type(None)]
+        inner = _decoder_for(real[0])
+        if len(real) == len(args):
+            return inner
+        return lambda v, where: None if v is None else inner(v, where)
     if origin is tuple:
-        if not isinstance(value, list):
-            raise InvalidArgument(f"{where}: expected a list")
-        item = typing.get_args(tp)[0]
-        return tuple(_decode(item, v, where) for v in value)
+        return _tuple_decoder(_decoder_for(args[0]))
     if origin is dict:
-        if not isinstance(value, dict):
-            raise InvalidArgument(f"{where}: expected an object")
-        return value
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return from_wire(tp, value)
-    return _decode_scalar(tp, value, where)
+        return _decode_dict
+    if _is_record(tp):
+        return lambda v, where: from_wire(tp, v)
+    return lambda v, where: _decode_scalar(tp, v, where)
 
 
-def _decode_union(options: tuple[Any, ...], value: object, where: str) -> Any:
-    if value is None and type(None) in options:
-        return None
-    real = [o for o in options if o is not type(None)]
-    return _decode(real[0], value, where)
+def _tuple_decoder(item: _Decoder) -> _Decoder:
+    def decode(value: object, where: _Where) -> Any:
+        if not isinstance(value, list):
+            raise InvalidArgument(f"{where()}: expected a list")
+        return tuple(item(v, where) for v in value)
+
+    return decode
 
 
-def _decode_scalar(tp: Any, value: object, where: str) -> Any:
+def _decode_dict(value: object, where: _Where) -> Any:
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{where()}: expected an object")
+    return value
+
+
+def _decode_scalar(tp: Any, value: object, where: _Where) -> Any:
     if tp is bytes and isinstance(value, str):
         try:
             return base64.b64decode(value, validate=True)
         except ValueError:
-            raise InvalidArgument(f"{where}: invalid base64") from None
+            raise InvalidArgument(f"{where()}: invalid base64") from None
     if tp is Path and isinstance(value, str):
         return Path(value)
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
@@ -350,4 +404,4 @@ def _decode_scalar(tp: Any, value: object, where: str) -> Any:
         return value
     if tp in (str, bool) and isinstance(value, tp):
         return value
-    raise InvalidArgument(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r:.80}")
+    raise InvalidArgument(f"{where()}: expected {getattr(tp, '__name__', tp)}, got {value!r:.80}")

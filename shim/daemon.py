@@ -8,23 +8,33 @@ The double fork means the template never owns a shim, and neither the
 template's nor berthd's death touches it: the shim runs in its own session,
 has no controlling terminal and no parent death signal (it is cleared on
 fork). The spawner creates the state directory, opens shim.log and listens
-on `<state_dir>/shim.sock` (0600) before forking, so no shim writes the
-pages that takes; the intermediate writes `shim.pid` atomically and reports
-the pid, and then the spawner answers the spawn request. The shim becomes a
-child subreaper (so the container's init is re-parented to it when runc
-exits), points stdin/stdout at /dev/null and stderr at shim.log, closes
-every other inherited descriptor and runs the keeper (shim.keeper).
+on `<state_dir>/shim.sock` (0600) before forking; the intermediate writes
+`shim.pid` atomically and reports the pid, and then the spawner answers the
+spawn request. The shim becomes a child subreaper (so the container's init
+is re-parented to it when runc exits), points stdin/stdout at /dev/null and
+stderr at shim.log, closes every other inherited descriptor and runs the
+keeper (shim.keeper).
+
+What the template writes while it serves a spawn costs the shims memory:
+after each fork the template's next write to a page gives it a copy, and
+the page as it was stays with the shim just forked, private to it. The
+template's side (`serve_spawn`, `spawn_shim`) therefore uses strings, bare
+descriptors and C calls only: ~60 pages per spawn where the first version
+(pathlib, socket objects, dataclasses, json.dumps) wrote ~160.
 
 Both forks are `raw_fork`: the spawner and the intermediate are single-threaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import select
 import signal
 import socket
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any, NoReturn
@@ -33,6 +43,8 @@ from shim import api, errors, keeper, protocol, state
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+
+REQUEST_TIMEOUT = 5.0
 
 _libc = ctypes.CDLL(None, use_errno=True)
 # fork() called with the GIL held: the child continues as this thread, and
@@ -62,48 +74,90 @@ def raw_fork() -> int:
     return pid
 
 
-def spawn_shim(spec: api.ShimSpec, reply_fd: int, request_id: object) -> bool:
-    """Start a detached shim for `spec`, answer on `reply_fd` (not closed); True if it runs.
+def serve_spawn(conn: int) -> None:
+    """(template) Read one spawn request on `conn`, start the shim, answer on `conn`.
 
-    What can be done before the fork is done here, in the spawner: the state
-    directory, the refusal of a second shim, shim.log and the listening
-    socket; after the fork, shim.pid and the answer. Pages written for those
-    are the template's, shared by every shim, not each shim's own.
+    `conn` is left open. Runs for every spawn, so it stays lean (see the module doc).
     """
-    log = sock = None
+    request_id: object = None
+    try:
+        message = _read_frame(conn)
+        request_id = message.get("id")
+        shim_id, state_dir = _spawn_params(message)
+    except (OSError, protocol.ProtocolError, errors.Error) as e:
+        _answer(conn, protocol.error_response(request_id, e))
+        return
+    spawn_shim(shim_id, state_dir, conn, request_id)
+
+
+def _spawn_params(message: dict[str, Any]) -> tuple[str, str]:
+    """(shim id, state dir) of a valid spawn request; InvalidArgument otherwise."""
+    params = message.get("params")
+    if message.get("method") != "spawn":
+        raise errors.InvalidArgument(f"template: unknown method {message.get('method')!r}")
+    if not isinstance(params, dict):
+        raise errors.InvalidArgument("template: spawn params must be an object")
+    shim_id, state_dir = params.get("id"), params.get("state_dir")
+    if not isinstance(shim_id, str) or not isinstance(state_dir, str):
+        raise errors.InvalidArgument("template: a spawn request needs id and state_dir")
+    api.check_spec(shim_id, state_dir)
+    return shim_id, state_dir
+
+
+def _read_frame(conn: int) -> dict[str, Any]:
+    """One request frame from the blocking `conn`, within REQUEST_TIMEOUT in all."""
+    deadline = time.monotonic() + REQUEST_TIMEOUT
+    buf = bytearray()
+    while (body := protocol.take_frame(buf, protocol.MAX_REQUEST)) is None:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select((conn,), (), (), left)[0]:
+            raise errors.DeadlineExceeded("template: no whole spawn request in time")
+        chunk = os.read(conn, 1 << 16)
+        if not chunk:
+            raise protocol.ProtocolError("template: connection closed inside the request")
+        buf += chunk
+    return protocol.decode_body(body)
+
+
+def spawn_shim(shim_id: str, state_dir: str, reply_fd: int, request_id: object) -> bool:
+    """Start a detached shim, answer on `reply_fd` (not closed); True if it runs.
+
+    Before the fork: the state directory, the refusal of a second shim,
+    shim.log and the listening socket; the intermediate writes shim.pid; then
+    the answer.
+    """
+    log = sock = -1
     r = w = -1
     try:
-        spec.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _refuse_if_live(spec)
+        _make_dir(state_dir)
+        _refuse_if_live(shim_id, state_dir)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        log = os.open(spec.state_dir / state.LOG, flags, 0o600)
-        sock = _listen(spec.state_dir / state.SOCKET)
+        log = os.open(state_dir + "/" + state.LOG, flags, 0o600)
+        sock = _listen(state_dir + "/" + state.SOCKET)
         r, w = os.pipe2(os.O_CLOEXEC)
         intermediate = raw_fork()
         if intermediate == 0:
-            _intermediate(spec, sock, log, w)
+            _intermediate(shim_id, state_dir, sock, log, w)
         os.close(w)
         w = -1
         os.waitpid(intermediate, 0)
         pid = int(os.read(r, 32) or b"0")
         if pid <= 0:
-            raise errors.Unavailable(f"shim {spec.id} did not start (see {state.LOG})")
+            raise errors.Unavailable(f"shim {shim_id} did not start (see {state.LOG})")
     except (OSError, ValueError, errors.Error) as e:
-        if sock is not None:
-            _cleanup(spec.state_dir)
+        if sock >= 0:
+            _cleanup(state_dir)
         _answer(reply_fd, protocol.error_response(request_id, e))
         return False
     finally:
-        for fd in (r, w, log):
-            if fd is not None and fd >= 0:
+        for fd in (r, w, log, sock):
+            if fd >= 0:
                 os.close(fd)
-        if sock is not None:
-            sock.close()
-    _answer(reply_fd, protocol.response(request_id, {"pid": pid}))
+    _answer_pid(reply_fd, request_id, pid)
     return True
 
 
-def _intermediate(spec: api.ShimSpec, sock: socket.socket, log: int, report: int) -> NoReturn:
+def _intermediate(shim_id: str, state_dir: str, sock: int, log: int, report: int) -> NoReturn:
     """setsid(), fork the shim, write shim.pid, report the pid on `report`, exit.
 
     shim.pid is written here, not by the spawner: the template dies with
@@ -114,29 +168,29 @@ def _intermediate(spec: api.ShimSpec, sock: socket.socket, log: int, report: int
         os.setsid()
         pid = raw_fork()
         if pid == 0:
-            become_shim(spec, sock, log)
+            become_shim(shim_id, state_dir, sock, log)
         # Not fsync'ed: a pid is meaningless after a crash of the machine.
-        state.write_atomic(spec.state_dir / state.PID, f"{pid}\n".encode(), durable=False)
+        state.write_atomic(f"{state_dir}/{state.PID}", f"{pid}\n".encode(), durable=False)
         os.write(report, b"%d" % pid)
         os._exit(0)
     except BaseException:
         traceback.print_exc()
-        if pid > 0 and not (spec.state_dir / state.PID).exists():
+        if pid > 0 and not os.path.exists(f"{state_dir}/{state.PID}"):
             os.kill(pid, signal.SIGKILL)  # nobody could find it
     os._exit(1)
 
 
-def become_shim(spec: api.ShimSpec, sock: socket.socket, log: int) -> NoReturn:
-    """Run as the shim for `spec` (listening on `sock`) until deleted; never returns."""
+def become_shim(shim_id: str, state_dir: str, sock: int, log: int) -> NoReturn:
+    """Run as shim `shim_id` (listening on `sock`) until deleted; never returns."""
     code = 1
     try:
-        _detach(sock.fileno(), log)
-        keeper.Keeper(spec, sock).run()
+        _detach(sock, log)
+        keeper.Keeper(shim_id, state_dir, socket.SocketType(fileno=sock)).run()
         code = 0
     except BaseException:
         traceback.print_exc()
     finally:
-        _cleanup(spec.state_dir)
+        _cleanup(state_dir)
         sys.stderr.flush()
         os._exit(code)
 
@@ -144,8 +198,8 @@ def become_shim(spec: api.ShimSpec, sock: socket.socket, log: int) -> NoReturn:
 def _detach(keep: int, log: int) -> None:
     """Process-wide setup: /dev/null and shim.log as 0, 1, 2; no descriptor but `keep`.
 
-    The spawner's sockets are closed by number: their objects stay on its
-    stack, never collected, so nothing closes those numbers a second time.
+    The spawner's descriptors are closed by number: whatever objects held them
+    stay on its stack, never collected, so nothing closes those numbers again.
     """
     os.umask(0o022)
     os.chdir("/")
@@ -157,35 +211,77 @@ def _detach(keep: int, log: int) -> None:
     os.closerange(keep + 1, 1 << 20)
 
 
-def _refuse_if_live(spec: api.ShimSpec) -> None:
-    pid = state.read_pid(spec.state_dir)
-    if pid is not None and pid != os.getpid() and state.pid_alive(pid):
-        raise errors.AlreadyExists(f"shim {spec.id} is already running as pid {pid}")
+def _make_dir(path: str) -> None:
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(path, 0o700, exist_ok=True)
 
 
-def _listen(path: Path) -> socket.socket:
-    state.remove_quietly(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    with state.socket_path(path) as name:
+def _refuse_if_live(shim_id: str, state_dir: str) -> None:
+    try:
+        fd = os.open(state_dir + "/" + state.PID, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        pid = int(os.read(fd, 32).strip() or b"0")
+    except ValueError:
+        return
+    finally:
+        os.close(fd)
+    if pid > 0 and pid != os.getpid() and state.pid_alive(pid):
+        raise errors.AlreadyExists(f"shim {shim_id} is already running as pid {pid}")
+
+
+def _listen(path: str) -> int:
+    """A listening, non-blocking unix socket at `path` (0600), as a bare descriptor."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    # The C socket type: socket.socket's Python layer would be pages written per spawn.
+    sock = socket.SocketType(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
         old = os.umask(0o177)  # 0600 from the start, no window
         try:
-            sock.bind(name)
+            if len(path.encode()) <= state.SUN_PATH_MAX:
+                sock.bind(path)
+            else:
+                with state.socket_path(Path(path)) as name:
+                    sock.bind(name)
         finally:
             os.umask(old)
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
+        sock.listen(128)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock.detach()
+
+
+def _answer_pid(fd: int, request_id: object, pid: int) -> None:
+    if type(request_id) is int:  # the launcher's: no json.dumps needed
+        body = b'{"id":%d,"result":{"pid":%d}}' % (request_id, pid)
+        _write_quietly(fd, protocol.frame(body))
+    else:
+        _answer(fd, protocol.response(request_id, {"pid": pid}))
 
 
 def _answer(fd: int, message: dict[str, Any]) -> None:
+    _write_quietly(fd, protocol.encode(message))
+
+
+def _write_quietly(fd: int, data: bytes) -> None:
     try:
-        data = protocol.encode(message)
         while data:
             data = data[os.write(fd, data) :]
     except OSError:
         pass  # the requester went away; the shim carries on
 
 
-def _cleanup(state_dir: Path) -> None:
-    state.remove_quietly(state_dir / state.SOCKET)
-    state.remove_quietly(state_dir / state.PID)
+def _cleanup(state_dir: str) -> None:
+    for name in (state.SOCKET, state.PID):
+        try:
+            os.unlink(f"{state_dir}/{name}")
+        except FileNotFoundError:  # (not contextlib.suppress: the shim runs this)
+            pass

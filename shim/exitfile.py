@@ -40,15 +40,15 @@ def signal_name(exit_code: int) -> str:
         return ""
 
 
-def write(state_dir: Path, status: ExitStatus) -> None:
+def write(state_dir: str | Path, status: ExitStatus) -> None:
     """Persist `status` durably (atomic replace, fsync)."""
-    state.write_json(state_dir / state.EXIT, api.to_wire(status))
+    state.write_json(f"{state_dir}/{state.EXIT}", api.to_wire(status))
 
 
-def read(state_dir: Path) -> ExitStatus | None:
+def read(state_dir: str | Path) -> ExitStatus | None:
     """The recorded exit, or None if there is none (or it cannot be parsed)."""
     try:
-        data = state.read_json(state_dir / state.EXIT)
+        data = state.read_json(f"{state_dir}/{state.EXIT}")
     except ValueError:
         return None
     if data is None:
@@ -59,7 +59,7 @@ def read(state_dir: Path) -> ExitStatus | None:
         return None
 
 
-def to_task_state(task_id: str, status: ExitStatus) -> api.TaskState:
+def to_task_state(task_id: str, status: ExitStatus, *, log_errors: int = 0) -> api.TaskState:
     """The stopped TaskState that a recorded exit stands for."""
     return api.TaskState(
         id=task_id,
@@ -71,6 +71,7 @@ def to_task_state(task_id: str, status: ExitStatus) -> api.TaskState:
         oom_killed=status.oom_killed,
         reason=status.reason,
         message=status.message,
+        log_errors=log_errors,
     )
 
 

@@ -6,9 +6,12 @@
 
 A shim is a fork of the warmed template (shim.template). Each page it writes
 stops being shared with the template and is its own for the container's whole
-life, and CPython writes a reference count into every object it touches. So
-the process that stays — the keeper — runs one epoll loop over few objects
-and does only what must outlive every request:
+life, and CPython writes a reference count into every object it touches: each
+Python function the keeper runs costs it a few pages. So the process that
+stays — the keeper — runs one epoll loop over few objects, keeps to its own
+code (bare descriptors and os calls, not socket objects; strings, not
+pathlib; protocol's one-time JSON codec, api's prepared record codecs), and
+does only what must outlive every request:
 
 - it is the child subreaper and the parent of the container's init: it reaps
   the init, reads the memory cgroup's OOM counter, drains the output and
@@ -34,9 +37,7 @@ exits after replying.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
-import json
 import os
 import select
 import signal
@@ -45,7 +46,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 from shim import (
@@ -85,7 +85,7 @@ class Jobs(Protocol):
     async def create(
         self,
         id: str,
-        state_dir: Path,
+        state_dir: str,
         p: api.CreateParams,
         stdio: runtime.Stdio,
         console: str | None,
@@ -93,38 +93,39 @@ class Jobs(Protocol):
         """Mount and `runc create`, undone on failure; {"pid": init pid, "rootfs": path}."""
         ...
 
-    async def undo_create(self, id: str, state_dir: Path, p: api.CreateParams, rootfs: str) -> None:
+    async def undo_create(self, id: str, state_dir: str, p: api.CreateParams, rootfs: str) -> None:
         """Remove a created container the keeper could not adopt."""
         ...
 
-    async def start(self, id: str, state_dir: Path, p: api.CreateParams) -> None: ...
-    async def kill_all(self, id: str, state_dir: Path, p: api.CreateParams, sig: int) -> None: ...
+    async def start(self, id: str, state_dir: str, p: api.CreateParams) -> None: ...
+    async def kill_all(self, id: str, state_dir: str, p: api.CreateParams, sig: int) -> None: ...
     async def update(
-        self, id: str, state_dir: Path, p: api.CreateParams, resources: dict[str, Any]
+        self, id: str, state_dir: str, p: api.CreateParams, resources: dict[str, Any]
     ) -> None: ...
-    async def teardown(self, id: str, state_dir: Path, p: api.CreateParams, rootfs: str) -> None:
+    async def teardown(self, id: str, state_dir: str, p: api.CreateParams, rootfs: str) -> None:
         """After the init was reaped: runtime state, mounts and task files go."""
         ...
 
     async def exec_sync(
-        self, id: str, state_dir: Path, p: api.CreateParams, params: api.ExecSyncParams
+        self, id: str, state_dir: str, p: api.CreateParams, params: api.ExecSyncParams
     ) -> dict[str, Any]: ...
     async def exec_stream(
         self,
         id: str,
-        state_dir: Path,
+        state_dir: str,
         p: api.CreateParams,
-        sock: socket.socket,
+        fd: int,
         leftover: bytes,
         rid: object,
         params: api.ExecStreamParams,
     ) -> None:
-        """Serve an exec on the handed-over connection, answering its request first."""
+        """Serve an exec on the handed-over connection (a socket descriptor, now the
+        worker's), answering its request first."""
         ...
 
     async def attach_stream(
         self,
-        sock: socket.socket,
+        fd: int,
         leftover: bytes,
         rid: object,
         params: api.AttachParams,
@@ -135,11 +136,14 @@ class Jobs(Protocol):
 
 
 class Conn:
-    """One client connection: request frames in, response frames out (non-blocking)."""
+    """One client connection: request frames in, response frames out (non-blocking).
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
+    A bare descriptor, read and written with os.read/os.write: socket objects
+    are Python code the keeper would otherwise run (see the module doc).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
         self.inbuf = bytearray()
         self.outbuf = bytearray()
         self.first = True
@@ -157,11 +161,11 @@ class Keeper:
     """The shim of one container (see module doc). `run()` returns once it is deleted."""
 
     def __init__(
-        self, spec: api.ShimSpec, listener: socket.socket, jobs: Jobs | None = None
+        self, shim_id: str, state_dir: str, listener: socket.SocketType, jobs: Jobs | None = None
     ) -> None:
-        self.id = spec.id
+        self.id = shim_id
         self._jobs: Jobs = workers if jobs is None else jobs
-        self._dir = spec.state_dir
+        self._dir = state_dir
         self._listener = listener
         self._poll = select.epoll()
         self._handlers: dict[int, Callable[[int], None]] = {}
@@ -182,7 +186,7 @@ class Keeper:
         self._rootfs = ""
         self._io: stdio.ContainerIO | None = None
         self._pid = 0
-        self._cgroup: Path | None = None
+        self._cgroup: str | None = None
         self._oom: oom.Watch | None = None
         self._reaped = False
         self._wait_status = 0
@@ -193,18 +197,6 @@ class Keeper:
         self._exit: exitfile.ExitStatus | None = None
         self._waiters: list[Waiter] = []
         self._after_exit: list[Callable[[], None]] = []
-        self._methods: dict[str, Callable[[Conn, object, Any], None]] = {
-            "info": self._info,
-            "state": self._state,
-            "wait": self._wait,
-            "kill": self._kill,
-            "reopen_log": self._reopen_log,
-            "create": self._create,
-            "start": self._start,
-            "update": self._update,
-            "delete": self._delete,
-            "exec_sync": self._exec_sync,
-        }
 
     # -- the loop -----------------------------------------------------------------
 
@@ -212,7 +204,7 @@ class Keeper:
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wake = (r, w)
         signal.set_wakeup_fd(w)
-        signal.signal(signal.SIGCHLD, _ignore)
+        _handle_sigchld()
         self._watch(r, self._on_signal)
         self._listener.setblocking(False)
         self._watch(self._listener.fileno(), self._on_accept)
@@ -231,8 +223,10 @@ class Keeper:
 
     def _unwatch(self, fd: int) -> None:
         if self._handlers.pop(fd, None) is not None:
-            with contextlib.suppress(OSError):
+            try:
                 self._poll.unregister(fd)
+            except OSError:
+                pass
 
     def _timeout(self) -> float:
         if not self._timers:
@@ -256,23 +250,25 @@ class Keeper:
 
     def _shutdown(self) -> None:
         for conn in list(self._conns.values()):
-            if conn.outbuf:
-                with contextlib.suppress(OSError):
-                    conn.sock.setblocking(True)
-                    conn.sock.settimeout(1.0)
-                    conn.sock.sendall(conn.outbuf)
-            conn.sock.close()
+            _send_for_a_while(conn.fd, conn.outbuf, 1.0)
+            os.close(conn.fd)
         if self._oom is not None:
             self._oom.close()
         if self._io is not None:
             self._io.close()
+        self._poll.close()
+        signal.set_wakeup_fd(-1)
+        for fd in self._wake:
+            os.close(fd)
 
     # -- children -------------------------------------------------------------------
 
     def _on_signal(self, _: int) -> None:
-        with contextlib.suppress(OSError):
+        try:
             while os.read(self._wake[0], 512):
                 pass
+        except OSError:
+            pass
         self._reap()
 
     def _reap(self) -> None:
@@ -335,11 +331,12 @@ class Keeper:
     def _on_accept(self, _: int) -> None:
         while True:
             try:
-                sock, _addr = self._listener.accept()
+                # The C-level accept (a descriptor), not socket.accept's Python layer.
+                fd, _addr = self._listener._accept()  # type: ignore[attr-defined]
             except OSError:  # BlockingIOError: none left; EMFILE: try at the next event
                 return
-            sock.setblocking(False)
-            conn = Conn(sock)
+            os.set_blocking(fd, False)
+            conn = Conn(fd)
             self._conns[conn.fd] = conn
             self._watch(conn.fd, lambda events, c=conn: self._on_conn(c, events))  # type: ignore[misc]
 
@@ -349,7 +346,7 @@ class Keeper:
         if not conn.open or not events & (_IN | select.EPOLLHUP | select.EPOLLERR):
             return
         try:
-            data = conn.sock.recv(READ_CHUNK)
+            data = os.read(conn.fd, READ_CHUNK)
         except BlockingIOError:
             return
         except OSError:
@@ -375,10 +372,10 @@ class Keeper:
             if first and method in _STREAMS:
                 self._stream(conn, rid, method, params)
                 return
-            handler = self._methods.get(method)
+            handler = _METHODS.get(method)
             if handler is None:
                 raise errors.InvalidArgument(f"shim {self.id}: unknown method {method!r}")
-            handler(conn, rid, params)
+            handler(self, conn, rid, params)
         except Exception as e:
             errors.report(e)
             self._reply_error(conn, rid, e)
@@ -402,7 +399,7 @@ class Keeper:
 
     def _flush(self, conn: Conn) -> None:
         try:
-            sent = conn.sock.send(conn.outbuf) if conn.outbuf else 0
+            sent = os.write(conn.fd, conn.outbuf) if conn.outbuf else 0
         except BlockingIOError:
             sent = 0
         except OSError:
@@ -419,7 +416,7 @@ class Keeper:
     def _drop(self, conn: Conn) -> None:
         """The client left (or broke the protocol): forget its connection and pending waits."""
         self._release(conn)
-        conn.sock.close()
+        os.close(conn.fd)
 
     def _release(self, conn: Conn) -> None:
         conn.open = False
@@ -433,8 +430,7 @@ class Keeper:
         log = self._io.log if self._io is not None else None
         log_errors = log.errors if log is not None else 0
         if self._exit is not None:
-            base = exitfile.to_task_state(self.id, self._exit)
-            return dataclasses.replace(base, log_errors=log_errors)
+            return exitfile.to_task_state(self.id, self._exit, log_errors=log_errors)
         return api.TaskState(
             id=self.id,
             status=api.RUNNING if self._started else api.CREATED,
@@ -576,7 +572,7 @@ class Keeper:
             raise
         console: stdio.ConsoleSocket | None = None
         try:
-            console = stdio.ConsoleSocket(self._dir / CONSOLE) if p.tty else None
+            console = stdio.ConsoleSocket(f"{self._dir}/{CONSOLE}") if p.tty else None
             name = console.name if console is not None else None
             child = io.child_stdio()
             job = lambda: self._jobs.create(self.id, self._dir, p, child, name)  # noqa: E731
@@ -626,7 +622,9 @@ class Keeper:
             self._answer(conn, rid, error)
             return
         cgroup = result.get("cgroup")
-        self._adopt(p, io, int(result["pid"]), str(result["rootfs"]), cgroup and Path(cgroup))
+        self._adopt(
+            p, io, int(result["pid"]), str(result["rootfs"]), str(cgroup) if cgroup else None
+        )
         self._answer(conn, rid, None)
 
     def _undo_create(
@@ -647,7 +645,7 @@ class Keeper:
         self._fork(lambda: self._jobs.undo_create(self.id, self._dir, p, rootfs), undone)
 
     def _adopt(
-        self, p: api.CreateParams, io: stdio.ContainerIO, pid: int, rootfs: str, cgroup: Path | None
+        self, p: api.CreateParams, io: stdio.ContainerIO, pid: int, rootfs: str, cgroup: str | None
     ) -> None:
         self._params, self._io, self._pid, self._rootfs = p, io, pid, rootfs
         for fd in io.outputs:
@@ -791,8 +789,10 @@ class Keeper:
             self._action_done()
             return
         if not self._reaped:
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(self._pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self._exit is None:
             self._after_exit.append(
                 lambda: self._attempt(conn, rid, lambda: self._teardown(conn, rid))
@@ -804,8 +804,10 @@ class Keeper:
         p = self._params
         assert p is not None
         for pid in self._exec_workers:  # they kill their execs
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
         def done(_: object, error: BaseException | None) -> None:
             if error is None:
@@ -849,11 +851,11 @@ class Keeper:
         self._release(conn)
         try:
             job = lambda: self._jobs.exec_stream(  # noqa: E731
-                self.id, self._dir, task, conn.sock, leftover, rid, p
+                self.id, self._dir, task, conn.fd, leftover, rid, p
             )
             self._fork(job, _ignore_result, keep=(conn.fd,), exec_worker=True, blocking=False)
         finally:
-            conn.sock.close()
+            os.close(conn.fd)
 
     def _attach(self, conn: Conn, rid: object, p: api.AttachParams) -> None:
         self._require(api.CREATED, api.RUNNING)
@@ -866,14 +868,14 @@ class Keeper:
         leftover = bytes(conn.inbuf)
         self._release(conn)
         try:
-            job = lambda: self._jobs.attach_stream(conn.sock, leftover, rid, p, ends)  # noqa: E731
+            job = lambda: self._jobs.attach_stream(conn.fd, leftover, rid, p, ends)  # noqa: E731
             self._fork(job, _ignore_result, keep=(conn.fd, *ends.descriptors()), blocking=False)
         except BaseException:
             feed.close()
             os.close(back_r)
             raise
         finally:
-            conn.sock.close()
+            os.close(conn.fd)
             os.close(feed_r)
             os.close(back_w)
         io.feeds.append(feed)
@@ -898,8 +900,8 @@ class Keeper:
 
 def _finish_job(shim_id: str, pid: int, buf: bytearray, done: Done) -> None:
     try:
-        out = json.loads(buf) if buf else None
-    except ValueError:
+        out = protocol.decode_body(bytes(buf)) if buf else None
+    except protocol.ProtocolError:
         out = None
     if not isinstance(out, dict):
         done(None, errors.Unavailable(f"shim {shim_id}: worker {pid} ended without a result"))
@@ -915,6 +917,42 @@ def _ignore_result(_: object, __: BaseException | None) -> None:
 
 def _ignore(*_: object) -> None:
     pass
+
+
+_sigchld_handled = False
+
+
+def _handle_sigchld() -> None:
+    """Give SIGCHLD a handler, so that it reaches the wakeup descriptor; once per
+    process image: the template's rehearsal installs it, and its forks inherit it."""
+    global _sigchld_handled
+    if not _sigchld_handled:
+        signal.signal(signal.SIGCHLD, _ignore)
+        _sigchld_handled = True
+
+
+def _send_for_a_while(fd: int, data: bytearray, seconds: float) -> None:
+    """Write what is left for a client before exiting, giving up after `seconds`."""
+    deadline = time.monotonic() + seconds
+    try:
+        while data and select.select((), (fd,), (), max(0.0, deadline - time.monotonic()))[1]:
+            del data[: os.write(fd, data)]
+    except OSError:
+        pass
+
+
+_METHODS: dict[str, Callable[[Keeper, Conn, object, Any], None]] = {
+    "info": Keeper._info,
+    "state": Keeper._state,
+    "wait": Keeper._wait,
+    "kill": Keeper._kill,
+    "reopen_log": Keeper._reopen_log,
+    "create": Keeper._create,
+    "start": Keeper._start,
+    "update": Keeper._update,
+    "delete": Keeper._delete,
+    "exec_sync": Keeper._exec_sync,
+}
 
 
 def _guard(handler: Callable[[int], None], arg: int) -> None:

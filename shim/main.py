@@ -59,7 +59,7 @@ def _spawn(spec: api.ShimSpec) -> int:
     from shim import daemon
 
     sys.stdout.flush()
-    return 0 if daemon.spawn_shim(spec, sys.stdout.fileno(), 0) else 1
+    return 0 if daemon.spawn_shim(spec.id, str(spec.state_dir), sys.stdout.fileno(), 0) else 1
 
 
 def _delete(args: argparse.Namespace) -> int:

@@ -112,13 +112,19 @@ def parse_oom_kill(text: str) -> int | None:
     return None
 
 
-def oom_kill_count(cgroup_dir: Path) -> int | None:
+def oom_kill_count(cgroup_dir: str | Path) -> int | None:
     """The cgroup's oom_kill counter, or None if it cannot be read."""
     for name in ("memory.events", "memory.oom_control"):
         try:
-            return parse_oom_kill((cgroup_dir / name).read_text())
+            fd = os.open(f"{cgroup_dir}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            return parse_oom_kill(os.read(fd, 4096).decode())
         except (OSError, ValueError):
             continue
+        finally:
+            os.close(fd)
     return None
 
 
@@ -145,8 +151,9 @@ class Watch:
     The owner polls `fileno()` for reading and calls `changed()` when it is readable.
     """
 
-    def __init__(self, cgroup_dir: Path) -> None:
-        self._fd: int | None = os.open(cgroup_dir / "memory.events", os.O_RDONLY | os.O_CLOEXEC)
+    def __init__(self, cgroup_dir: str | Path) -> None:
+        cgroup = os.fspath(cgroup_dir)  # plain strings: the keeper runs this (see shim.template)
+        self._fd: int | None = os.open(f"{cgroup}/memory.events", os.O_RDONLY | os.O_CLOEXEC)
         self._poll = select.epoll(1)
         try:
             self._poll.register(self._fd, select.EPOLLPRI | select.EPOLLET)
@@ -156,7 +163,7 @@ class Watch:
             raise
         try:
             self._parent: int | None = os.open(
-                cgroup_dir.parent / "memory.events", os.O_RDONLY | os.O_CLOEXEC
+                f"{cgroup.rpartition('/')[0]}/memory.events", os.O_RDONLY | os.O_CLOEXEC
             )
         except OSError:
             self._parent = None
@@ -165,7 +172,7 @@ class Watch:
         self.refresh()
 
     @classmethod
-    def of(cls, cgroup_dir: Path | None) -> Watch | None:
+    def of(cls, cgroup_dir: str | Path | None) -> Watch | None:
         """A watch of a v2 cgroup; None on v1 (whose cgroup lasts until `runc delete`)."""
         if cgroup_dir is None:
             return None

@@ -59,7 +59,7 @@ class Children:
         to us) and /proc no longer has it: then it already exited and the
         kept status is its own. Watch a spawned child before reaping again.
         """
-        if not adopted or os.path.exists(f"/proc/{pid}"):
+        if not adopted or _exists(f"/proc/{pid}"):
             self._unclaimed.pop(pid, None)
         if pid in self._unclaimed:
             callback(self._unclaimed.pop(pid))
@@ -81,6 +81,15 @@ class Children:
             self._unclaimed[pid] = status
             if len(self._unclaimed) > _UNCLAIMED_MAX:
                 self._unclaimed.popitem(last=False)
+
+
+def _exists(path: str) -> bool:
+    # os.path.exists is Python code the keeper would run (see shim.template); os.stat is not.
+    try:
+        os.stat(path)
+    except OSError:
+        return False
+    return True
 
 
 class Reaper:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import json.decoder
+import json.encoder
 import socket
 import struct
 from typing import Any
@@ -53,15 +55,58 @@ class ProtocolError(Exception):
     """The peer sent something that is not a valid frame; drop the connection."""
 
 
+def _not_serializable(obj: object) -> object:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# json's C scanner and encoder, made once: json.loads and json.dumps wrap them in
+# several Python calls per message, and every Python function a shim runs is pages
+# of the template's written in the shim (see shim.template). Same output, and
+# json.loads/json.dumps remain the fallback.
+_SCAN = json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_ENCODE = (
+    json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None,  # no circular-reference check: messages are trees
+        _not_serializable,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+    if json.encoder.c_make_encoder is not None  # type: ignore[attr-defined]
+    else None
+)
+
+
+def frame(body: bytes) -> bytes:
+    """A message frame around an encoded body."""
+    return _LEN.pack(len(body)) + body
+
+
+def dumps(obj: object) -> str:
+    """json.dumps(obj, separators=(",", ":")), through the C encoder made once."""
+    if _ENCODE is not None:
+        return "".join(_ENCODE(obj, 0))
+    return json.dumps(obj, separators=(",", ":"))
+
+
 def encode(message: dict[str, Any]) -> bytes:
     """One message frame."""
-    body = json.dumps(message, separators=(",", ":")).encode()
-    return _LEN.pack(len(body)) + body
+    return frame(dumps(message).encode())
 
 
 def decode_body(body: bytes) -> dict[str, Any]:
     try:
-        message = json.loads(body)
+        text = body.decode()
+        try:
+            message, end = _SCAN(text, 0)
+        except StopIteration:  # not a JSON value where it starts (maybe whitespace)
+            end = -1
+        if end != len(text):
+            message = json.loads(text)  # whitespace around it, or the exact error
     except ValueError as e:
         raise ProtocolError(f"invalid JSON frame: {e}") from None
     if not isinstance(message, dict):
@@ -89,6 +134,12 @@ async def read_message(reader: asyncio.StreamReader, limit: int) -> dict[str, An
 
 def take_message(buf: bytearray, limit: int) -> dict[str, Any] | None:
     """Remove and return the first whole message frame in `buf`; None if it has none yet."""
+    body = take_frame(buf, limit)
+    return None if body is None else decode_body(body)
+
+
+def take_frame(buf: bytearray, limit: int) -> bytes | None:
+    """Remove and return the body of the first whole frame in `buf`; None if none yet."""
     if len(buf) < _LEN.size:
         return None
     (length,) = _LEN.unpack_from(buf)
@@ -99,7 +150,7 @@ def take_message(buf: bytearray, limit: int) -> dict[str, Any] | None:
         return None
     body = bytes(buf[_LEN.size : end])
     del buf[:end]
-    return decode_body(body)
+    return body
 
 
 def read_message_blocking(sock: socket.socket, limit: int) -> dict[str, Any]:

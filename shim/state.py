@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from shim import protocol
+
 SOCKET = "shim.sock"
 PID = "shim.pid"
 LOG = "shim.log"
@@ -27,17 +29,19 @@ EXIT = "exit.json"
 TEMPLATE_SOCKET = "template.sock"
 
 # sun_path holds 108 bytes; leave room for the terminating NUL.
-_SUN_PATH_MAX = 107
+SUN_PATH_MAX = 107
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+def write_atomic(path: str | Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
     """Replace `path` with `data` atomically; with `durable`, also survive a crash.
 
     Without `durable` (for files that mean nothing after a reboot, like the
     pid file on a tmpfs) the two fsyncs are skipped: readers still never see
-    half a file.
+    half a file. Plain string operations on the path: the keeper writes
+    exit.json with this, and pathlib is code it would otherwise run.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
+    parent, _, name = os.fspath(path).rpartition("/")
+    tmp = f"{parent}/.{name}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
@@ -49,10 +53,10 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, durable: bool = Tru
         os.close(fd)
     os.replace(tmp, path)
     if durable:
-        fsync_dir(path.parent)
+        fsync_dir(parent or "/")
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -60,16 +64,23 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, sort_keys=True).encode() + b"\n")
+def write_json(path: str | Path, obj: Any) -> None:
+    write_atomic(path, protocol.dumps(obj).encode() + b"\n")
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: str | Path) -> Any:
     """The decoded file, or None if it does not exist."""
     try:
-        return json.loads(path.read_bytes())
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    try:
+        data = b""
+        while chunk := os.read(fd, 1 << 16):
+            data += chunk
+    finally:
+        os.close(fd)
+    return json.loads(data)
 
 
 def read_pid(state_dir: Path) -> int | None:
@@ -105,7 +116,7 @@ def socket_path(path: Path, pid: int | None = None) -> Iterator[str]:
     use the name; by default it is `self`.
     """
     text = str(path)
-    if len(text.encode()) <= _SUN_PATH_MAX:
+    if len(text.encode()) <= SUN_PATH_MAX:
         yield text
         return
     fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -32,14 +32,14 @@ if TYPE_CHECKING:
 class ConsoleSocket:
     """A listening socket on which the runtime hands over a pty master."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
         self._stack = contextlib.ExitStack()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             # The name must be usable by the runtime process, hence our pid.
-            self.name = self._stack.enter_context(state.socket_path(path, os.getpid()))
-            state.remove_quietly(path)
+            self.name = self._stack.enter_context(state.socket_path(self.path, os.getpid()))
+            state.remove_quietly(self.path)
             self._sock.bind(self.name)
             self._sock.listen(1)
             self._sock.setblocking(False)

@@ -1,41 +1,45 @@
 """The template process: a warmed Python that forks shims on request.
 
 berthd execs it once (shim.launcher): `python -I -S -c <bootstrap> template
---dir D --parent PID`. It imports every module a shim needs, freezes the GC
-(so collections in the shims don't touch the shared pages), listens on
-`<D>/template.sock` (0600), prints "ready" and serves spawn requests one at
-a time: read `{"id", "method": "spawn", "params": ShimSpec}`, set up and
-fork the shim (shim.daemon.spawn_shim, double fork) and answer with its pid
-once it is listening. The
-template has PR_SET_PDEATHSIG=SIGKILL so it dies with berthd; the shims
-it forked do not (the death signal is not inherited across fork).
+--dir D --parent PID`. It imports every module a shim needs, runs one keeper
+through a rehearsal (shim.rehearsal), freezes the GC (so collections in the
+shims don't touch the shared pages), listens on `<D>/template.sock` (0600),
+prints "ready" and serves spawn requests one at a time: read `{"id",
+"method": "spawn", "params": ShimSpec}`, set up and fork the shim
+(shim.daemon.serve_spawn, double fork) and answer with its pid once it is
+listening. The template has PR_SET_PDEATHSIG=SIGKILL so it dies with berthd;
+the shims it forked do not (the death signal is not inherited across fork).
 
 Forking a warmed process costs ~0.8 ms and shares the interpreter's pages
 copy-on-write (FLOORS §5); exec'ing a fresh Python costs ~20 ms and ~5 MB.
 
 Copy-on-write alone keeps little shared: every object a shim touches gets
 its reference count written, and CPython's objects are spread over the whole
-heap, so a shim with a running container has written to ~1,200 of the ~2,800
-pages the template owns (4.6 MiB private; perf puts most of the write faults
-in frame set-up, attribute and type lookups, i.e. reference counts, a few
-in the allocator, none in the GC). Most of those pages end up the same in every shim (counts
-that went up and down again). The template therefore marks its private
-memory mergeable (madvise MADV_MERGEABLE): where the host runs KSM
-(/sys/kernel/mm/ksm/run = 1) the kernel merges the identical pages back,
-which brings such a shim to ~1 MiB PSS. Without ksmd the mark costs
-nothing. Only mappings that exist in the template are marked: memory a shim
-maps later, and whatever it execs (runc, the container), is never scanned.
+heap, so each Python function a shim runs costs it a few pages of its own
+(~3-4 on average, measured: its function and code objects, constants, the
+objects it refers to). A keeper with a running container owns ~1.8 MiB this
+way, against ~0.4 MiB for a fork that only blocks in read(). What keeps that
+down: the keeper runs its own code and little else (no pathlib, socket
+objects, json wrappers or typing at run time; see shim.keeper), the template
+writes little per spawn (shim.daemon) and the rehearsal fills the
+interpreter's caches before the fork. Most of the pages a keeper owns end up
+the same in every shim (counts that went up and down again), so the template
+also marks its private memory mergeable (madvise MADV_MERGEABLE): where the
+host runs KSM (/sys/kernel/mm/ksm/run = 1) the kernel merges the identical
+pages back. Without ksmd the mark costs nothing. Only mappings that exist in
+the template are marked: memory a shim maps later, and whatever it execs
+(runc, the container), is never scanned.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import gc
 import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -54,6 +58,7 @@ from shim import (  # noqa: F401
     oom,
     procs,
     protocol,
+    rehearsal,
     runtime,
     state,
     stdio,
@@ -61,7 +66,6 @@ from shim import (  # noqa: F401
     workers,
 )
 
-REQUEST_TIMEOUT = 5.0
 MADV_MERGEABLE = 12
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -73,6 +77,7 @@ def run(template_dir: Path, parent: int | None) -> NoReturn:
     if parent is not None and os.getppid() != parent:
         os._exit(0)  # berthd died before the death signal was armed
     _warm()
+    rehearsal.rehearse(template_dir / "rehearsal")
     listener = _listen(template_dir / state.TEMPLATE_SOCKET)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
@@ -83,9 +88,17 @@ def run(template_dir: Path, parent: int | None) -> NoReturn:
     gc.freeze()
     mark_mergeable()
     while True:
-        conn, _ = listener.accept()
-        with conn:
-            _handle(conn, listener)
+        # The C-level accept: a socket object per spawn would be pages written here,
+        # each one then private to the shim just forked (see daemon.serve_spawn).
+        try:
+            conn, _ = listener._accept()  # type: ignore[attr-defined]
+        except OSError:  # EMFILE and the like: give the system a moment
+            time.sleep(0.05)
+            continue
+        try:
+            daemon.serve_spawn(conn)
+        finally:
+            os.close(conn)
 
 
 def _warm() -> None:
@@ -146,25 +159,3 @@ def _listen(path: Path) -> socket.socket:
             os.umask(old)
     sock.listen(64)
     return sock
-
-
-def _handle(conn: socket.socket, listener: socket.socket) -> None:
-    conn.settimeout(REQUEST_TIMEOUT)
-    request_id: object = None
-    try:
-        msg = protocol.read_message_blocking(conn, protocol.MAX_REQUEST)
-        request_id = msg.get("id")
-        if msg.get("method") != "spawn":
-            raise errors.InvalidArgument(f"template: unknown method {msg.get('method')!r}")
-        spec = api.from_wire(api.ShimSpec, msg.get("params"))
-        spec.validate()
-    except (OSError, protocol.ProtocolError, errors.Error) as e:
-        _reply_error(conn, request_id, e)
-        return
-    conn.setblocking(True)
-    daemon.spawn_shim(spec, conn.fileno(), request_id)
-
-
-def _reply_error(conn: socket.socket, request_id: object, exc: BaseException) -> None:
-    with contextlib.suppress(OSError):
-        conn.sendall(protocol.encode(protocol.error_response(request_id, exc)))

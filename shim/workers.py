@@ -151,13 +151,13 @@ def _write_all(fd: int, data: bytes) -> None:
 # -- the container's runtime ----------------------------------------------------
 
 
-def runtime_of(id: str, state_dir: Path, p: api.CreateParams) -> runtime.Runtime:
+def runtime_of(id: str, state_dir: str, p: api.CreateParams) -> runtime.Runtime:
     return runtime.Runtime(
         container_id=id,
         binary=p.runtime,
         root=p.runtime_root,
         options=p.runtime_options,
-        state_dir=state_dir,
+        state_dir=Path(state_dir),
         reaper=_reaper(),
     )
 
@@ -179,7 +179,7 @@ def rootfs_of(bundle: str, config: dict[str, Any]) -> str:
 
 
 async def create(
-    id: str, state_dir: Path, p: api.CreateParams, stdio: runtime.Stdio, console: str | None
+    id: str, state_dir: str, p: api.CreateParams, stdio: runtime.Stdio, console: str | None
 ) -> dict[str, Any]:
     """Mount the rootfs and `runc create`; undo both on failure.
 
@@ -187,8 +187,9 @@ async def create(
     """
     config = load_config(id, p.bundle)
     rootfs = rootfs_of(p.bundle, config)
+    task_dir = Path(state_dir)
     state.write_json(
-        state_dir / state.TASK, {"id": id, "rootfs": rootfs, "mounted": bool(p.rootfs_mounts)}
+        task_dir / state.TASK, {"id": id, "rootfs": rootfs, "mounted": bool(p.rootfs_mounts)}
     )
     rt = runtime_of(id, state_dir, p)
     try:
@@ -198,13 +199,13 @@ async def create(
                 mount.mount_all(p.rootfs_mounts, rootfs)
             except OSError as e:
                 raise errors.FailedPrecondition(f"container {id}: rootfs mount: {e}") from None
-        await rt.create(p.bundle, state_dir / INIT_PID, stdio, console)
+        await rt.create(p.bundle, task_dir / INIT_PID, stdio, console)
         try:
-            pid = int((state_dir / INIT_PID).read_text().strip())
+            pid = int((task_dir / INIT_PID).read_text().strip())
         except (OSError, ValueError) as e:
             raise errors.Unavailable(f"container {id}: no init pid from runtime: {e}") from None
     except BaseException:
-        await _undo(rt, state_dir, rootfs)
+        await _undo(rt, task_dir, rootfs)
         raise
     # Found here rather than in the keeper: parsing mountinfo would dirty its pages.
     cgroup = oom.memory_cgroup_of(pid)
@@ -219,29 +220,29 @@ async def _undo(rt: runtime.Runtime, state_dir: Path, rootfs: str) -> None:
     state.remove_quietly(state_dir / INIT_PID)
 
 
-async def undo_create(id: str, state_dir: Path, p: api.CreateParams, rootfs: str) -> None:
+async def undo_create(id: str, state_dir: str, p: api.CreateParams, rootfs: str) -> None:
     """Remove a container whose `runc create` worked but which the keeper could not adopt."""
-    await _undo(runtime_of(id, state_dir, p), state_dir, rootfs)
+    await _undo(runtime_of(id, state_dir, p), Path(state_dir), rootfs)
 
 
-async def start(id: str, state_dir: Path, p: api.CreateParams) -> None:
+async def start(id: str, state_dir: str, p: api.CreateParams) -> None:
     await runtime_of(id, state_dir, p).start()
 
 
-async def kill_all(id: str, state_dir: Path, p: api.CreateParams, sig: int) -> None:
+async def kill_all(id: str, state_dir: str, p: api.CreateParams, sig: int) -> None:
     await runtime_of(id, state_dir, p).kill(sig, all=True)
 
 
-async def update(id: str, state_dir: Path, p: api.CreateParams, resources: dict[str, Any]) -> None:
-    path = state_dir / f"resources-{os.getpid()}.json"
-    path.write_text(json.dumps(resources))
+async def update(id: str, state_dir: str, p: api.CreateParams, resources: dict[str, Any]) -> None:
+    path = Path(state_dir, f"resources-{os.getpid()}.json")
+    state.write_atomic(path, json.dumps(resources).encode(), durable=False)
     try:
         await runtime_of(id, state_dir, p).update(path)
     finally:
         state.remove_quietly(path)
 
 
-async def teardown(id: str, state_dir: Path, p: api.CreateParams, rootfs: str) -> None:
+async def teardown(id: str, state_dir: str, p: api.CreateParams, rootfs: str) -> None:
     """After the init was reaped: delete the runtime's state, unmount, forget the task."""
     rt = runtime_of(id, state_dir, p)
     try:
@@ -250,40 +251,40 @@ async def teardown(id: str, state_dir: Path, p: api.CreateParams, rootfs: str) -
         await rt.delete(force=True)
     if rootfs:
         mount.unmount_all(rootfs)
-    state.remove_quietly(state_dir / state.TASK)
-    state.remove_quietly(state_dir / INIT_PID)
+    state.remove_quietly(Path(state_dir, state.TASK))
+    state.remove_quietly(Path(state_dir, INIT_PID))
 
 
 # -- exec -------------------------------------------------------------------------
 
 
-def _execs_of(id: str, state_dir: Path, p: api.CreateParams) -> execs.Execs:
+def _execs_of(id: str, state_dir: str, p: api.CreateParams) -> execs.Execs:
     base = load_config(id, p.bundle).get("process", {})
     reaper = _reaper()
     assert reaper is not None, "exec jobs run with an event loop"
     runner = execs.Execs(
-        rt=runtime_of(id, state_dir, p), reaper=reaper, state_dir=state_dir, base=base
+        rt=runtime_of(id, state_dir, p), reaper=reaper, state_dir=Path(state_dir), base=base
     )
     _runners.append(runner)
     return runner
 
 
 async def exec_sync(
-    id: str, state_dir: Path, p: api.CreateParams, params: api.ExecSyncParams
+    id: str, state_dir: str, p: api.CreateParams, params: api.ExecSyncParams
 ) -> dict[str, Any]:
     """A blocking job (see execs.run_sync_blocking); the worker is a child subreaper."""
     base = load_config(id, p.bundle).get("process", {})
     rt = runtime_of(id, state_dir, p)
-    return api.to_wire(await execs.run_sync_blocking(rt, state_dir, base, params))
+    return api.to_wire(await execs.run_sync_blocking(rt, Path(state_dir), base, params))
 
 
 # -- streams ----------------------------------------------------------------------
 
 
-async def open_stream(
-    sock: socket.socket, leftover: bytes
-) -> tuple[streams.StreamConn, asyncio.StreamWriter]:
-    """The handed-over client connection; `leftover` are bytes the keeper read past the request."""
+async def open_stream(fd: int, leftover: bytes) -> tuple[streams.StreamConn, asyncio.StreamWriter]:
+    """The handed-over client connection (a socket descriptor, now ours); `leftover` are
+    bytes the keeper read past the request."""
+    sock = socket.socket(fileno=fd)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=protocol.MAX_REQUEST, loop=loop)
     if leftover:
@@ -312,14 +313,14 @@ async def answer_error(
 
 async def exec_stream(
     id: str,
-    state_dir: Path,
+    state_dir: str,
     p: api.CreateParams,
-    sock: socket.socket,
+    fd: int,
     leftover: bytes,
     rid: object,
     params: api.ExecStreamParams,
 ) -> None:
-    conn, writer = await open_stream(sock, leftover)
+    conn, writer = await open_stream(fd, leftover)
     try:
         runner = _execs_of(id, state_dir, p)
         proc = await runner.start(
@@ -347,13 +348,13 @@ async def exec_stream(
 
 
 async def attach_stream(
-    sock: socket.socket,
+    fd: int,
     leftover: bytes,
     rid: object,
     params: api.AttachParams,
     ends: attach.Ends,
 ) -> None:
     """Serve one attachment: output and the exit code arrive on `feed` from the keeper."""
-    conn, writer = await open_stream(sock, leftover)
+    conn, writer = await open_stream(fd, leftover)
     await answer_ok(writer, rid)
     await attach.serve_feed(conn, params, ends)

@@ -195,13 +195,52 @@ async def test_berth_shim_delete_keeps_a_recorded_exit(env: Env) -> None:
     assert not bundle.is_mounted(Path(p.bundle, "rootfs"))
 
 
-async def test_template_refuses_a_bad_spec(env: Env, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("method", "params", "kind"),
+    [
+        ("spawn", {"id": "../etc", "state_dir": "{tmp}/x"}, "invalid_argument"),
+        ("spawn", {"id": "ok1", "state_dir": "relative/x"}, "invalid_argument"),
+        ("spawn", {"id": "ok1"}, "invalid_argument"),
+        ("spawn", {"id": 7, "state_dir": "{tmp}/x"}, "invalid_argument"),
+        ("spawn", ["ok1", "{tmp}/x"], "invalid_argument"),
+        ("fork", {"id": "ok1", "state_dir": "{tmp}/x"}, "invalid_argument"),
+    ],
+)
+async def test_template_refuses_a_bad_request(
+    env: Env, tmp_path: Path, method: str, params: object, kind: str
+) -> None:
     reader, writer = await asyncio.open_unix_connection(
         str(env.launcher.template_dir / "template.sock")
     )
-    spec = {"id": "../etc", "state_dir": str(tmp_path / "x")}
-    writer.write(protocol.encode({"id": 1, "method": "spawn", "params": spec}))
+    params = json.loads(json.dumps(params).replace("{tmp}", str(tmp_path)))
+    writer.write(protocol.encode({"id": "x", "method": method, "params": params}))
     reply = await protocol.read_message(reader, protocol.MAX_RESPONSE)
     writer.close()
-    assert reply is not None and reply["error"]["kind"] == "invalid_argument"
+    assert reply is not None and reply["id"] == "x" and reply["error"]["kind"] == kind
+    assert not (tmp_path / "x").exists()  # nothing set up
     assert (await env.spawn()).pid > 0  # the template carries on
+
+
+@pytest.mark.parametrize(
+    "data", [b"\x00\x00\x00\x05{oops", b"\x00\x00\x00\x02[]", b"\xff\xff\xff\xff"]
+)
+async def test_template_answers_a_garbled_frame_and_carries_on(env: Env, data: bytes) -> None:
+    reader, writer = await asyncio.open_unix_connection(
+        str(env.launcher.template_dir / "template.sock")
+    )
+    writer.write(data)
+    reply = await protocol.read_message(reader, protocol.MAX_RESPONSE)
+    writer.close()
+    assert reply is not None and reply["error"]["kind"] == "internal"
+    assert (await env.spawn()).pid > 0
+
+
+async def test_template_gives_up_on_a_silent_client(env: Env) -> None:
+    reader, writer = await asyncio.open_unix_connection(
+        str(env.launcher.template_dir / "template.sock")
+    )
+    writer.write(b"\x00\x00")  # half a frame header, then nothing
+    reply = await asyncio.wait_for(protocol.read_message(reader, protocol.MAX_RESPONSE), 15)
+    writer.close()
+    assert reply is not None and reply["error"]["kind"] == "deadline_exceeded"
+    assert (await env.spawn()).pid > 0

@@ -24,7 +24,7 @@ class FakeJobs:
     async def create(
         self,
         id: str,
-        state_dir: Path,
+        state_dir: str,
         p: api.CreateParams,
         stdio: runtime.Stdio,
         console: str | None,
@@ -35,25 +35,25 @@ class FakeJobs:
         pid = procs.spawn(argv, stdin=stdio.stdin, stdout=stdio.stdout, stderr=stdio.stderr)
         return {"pid": pid, "rootfs": "", "cgroup": None}
 
-    async def undo_create(self, id: str, state_dir: Path, p: api.CreateParams, rootfs: str) -> None:
+    async def undo_create(self, id: str, state_dir: str, p: api.CreateParams, rootfs: str) -> None:
         pass
 
-    async def start(self, id: str, state_dir: Path, p: api.CreateParams) -> None:
+    async def start(self, id: str, state_dir: str, p: api.CreateParams) -> None:
         pass
 
-    async def kill_all(self, id: str, state_dir: Path, p: api.CreateParams, sig: int) -> None:
+    async def kill_all(self, id: str, state_dir: str, p: api.CreateParams, sig: int) -> None:
         pass
 
     async def update(
-        self, id: str, state_dir: Path, p: api.CreateParams, resources: dict[str, Any]
+        self, id: str, state_dir: str, p: api.CreateParams, resources: dict[str, Any]
     ) -> None:
-        (state_dir / "update.json").write_text(json.dumps(resources))
+        state.write_atomic(f"{state_dir}/update.json", json.dumps(resources).encode())
 
-    async def teardown(self, id: str, state_dir: Path, p: api.CreateParams, rootfs: str) -> None:
+    async def teardown(self, id: str, state_dir: str, p: api.CreateParams, rootfs: str) -> None:
         pass
 
     async def exec_sync(
-        self, id: str, state_dir: Path, p: api.CreateParams, params: api.ExecSyncParams
+        self, id: str, state_dir: str, p: api.CreateParams, params: api.ExecSyncParams
     ) -> dict[str, Any]:
         out = " ".join(params.args).encode()
         return api.to_wire(api.ExecSyncResult(stdout=out, stderr=b"\xff", exit_code=1))
@@ -61,14 +61,14 @@ class FakeJobs:
     async def exec_stream(
         self,
         id: str,
-        state_dir: Path,
+        state_dir: str,
         p: api.CreateParams,
-        sock: socket.socket,
+        fd: int,
         leftover: bytes,
         rid: object,
         params: api.ExecStreamParams,
     ) -> None:
-        conn, writer = await workers.open_stream(sock, leftover)
+        conn, writer = await workers.open_stream(fd, leftover)
         await workers.answer_ok(writer, rid)
         done = asyncio.Event()
 
@@ -85,13 +85,13 @@ class FakeJobs:
 
     async def attach_stream(
         self,
-        sock: socket.socket,
+        fd: int,
         leftover: bytes,
         rid: object,
         params: api.AttachParams,
         ends: attach.Ends,
     ) -> None:
-        await workers.attach_stream(sock, leftover, rid, params, ends)
+        await workers.attach_stream(fd, leftover, rid, params, ends)
 
 
 def main(state_dir: Path) -> None:
@@ -100,8 +100,7 @@ def main(state_dir: Path) -> None:
     sock.bind(str(state_dir / state.SOCKET))
     sock.listen()
     state.write_atomic(state_dir / state.PID, f"{os.getpid()}\n".encode(), durable=False)
-    spec = api.ShimSpec(id="fake1", state_dir=state_dir)
-    keeper.Keeper(spec, sock, jobs=FakeJobs()).run()
+    keeper.Keeper("fake1", str(state_dir), sock, jobs=FakeJobs()).run()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 import pytest
@@ -95,3 +96,40 @@ def test_blocking_read() -> None:
         a.close()
         with pytest.raises(protocol.ProtocolError):
             protocol.read_message_blocking(b, 100)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"id": 1, "result": {"pid": 7, "ok": True, "f": 1.5, "none": None}},
+        {"id": "x", "error": {"kind": "internal", "message": 'é\n"\\ \u2028'}},
+        {"id": 2, "result": [1, [2, {}], (3, 4)]},
+    ],
+)
+def test_encoding_is_compact_json(message: dict[str, object]) -> None:
+    frame = protocol.encode(message)
+    body = json.dumps(message, separators=(",", ":")).encode()
+    assert frame == len(body).to_bytes(4, "big") + body
+
+
+def test_encoding_refuses_what_json_cannot_carry() -> None:
+    with pytest.raises(TypeError, match="bytes"):
+        protocol.encode({"id": 1, "result": b"raw"})
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"a":1}', {"a": 1}),
+        (b' \n{"a": [1, 2]}\t', {"a": [1, 2]}),  # whitespace around the object
+        ('{"é":"\u2028"}'.encode(), {"é": "\u2028"}),
+    ],
+)
+def test_decoding_takes_any_json_object(body: bytes, expected: object) -> None:
+    assert protocol.decode_body(body) == expected
+
+
+@pytest.mark.parametrize("body", [b'{"a":1} x', b'{"a":1}{}', b"\xff{}", b"[1]", b"", b"nul"])
+def test_decoding_refuses_anything_else(body: bytes) -> None:
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_body(body)

@@ -261,8 +261,8 @@ class TaskAPI(Protocol):
 R = TypeVar("R")
 
 # A field decoder takes (value, where) and returns the field's value or raises
-# InvalidArgument; `where()` names the field, for an error message only.
-_Where = typing.Callable[[], str]
+# InvalidArgument; `where` is (record name, field name), for an error message.
+_Where = tuple[str, str]
 _Decoder = typing.Callable[[object, _Where], Any]
 _Encoder = typing.Callable[[object], Any]
 
@@ -318,7 +318,7 @@ def from_wire(cls: type[R], data: object) -> R:
     kwargs: dict[str, Any] = {}
     for name, decode in zip(codec.names, codec.decoders, strict=True):
         if name in data:
-            kwargs[name] = decode(data[name], lambda n=name: f"{cls.__name__}.{n}")  # type: ignore[misc]
+            kwargs[name] = decode(data[name], (cls.__name__, name))
     try:
         return cls(**kwargs)
     except TypeError as e:
@@ -378,7 +378,7 @@ def _decoder_for(tp: Any) -> _Decoder:
 def _tuple_decoder(item: _Decoder) -> _Decoder:
     def decode(value: object, where: _Where) -> Any:
         if not isinstance(value, list):
-            raise InvalidArgument(f"{where()}: expected a list")
+            raise InvalidArgument(f"{_name(where)}: expected a list")
         return tuple(item(v, where) for v in value)
 
     return decode
@@ -386,7 +386,7 @@ def _tuple_decoder(item: _Decoder) -> _Decoder:
 
 def _decode_dict(value: object, where: _Where) -> Any:
     if not isinstance(value, dict):
-        raise InvalidArgument(f"{where()}: expected an object")
+        raise InvalidArgument(f"{_name(where)}: expected an object")
     return value
 
 
@@ -395,7 +395,7 @@ def _decode_scalar(tp: Any, value: object, where: _Where) -> Any:
         try:
             return base64.b64decode(value, validate=True)
         except ValueError:
-            raise InvalidArgument(f"{where()}: invalid base64") from None
+            raise InvalidArgument(f"{_name(where)}: invalid base64") from None
     if tp is Path and isinstance(value, str):
         return Path(value)
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
@@ -404,4 +404,9 @@ def _decode_scalar(tp: Any, value: object, where: _Where) -> Any:
         return value
     if tp in (str, bool) and isinstance(value, tp):
         return value
-    raise InvalidArgument(f"{where()}: expected {getattr(tp, '__name__', tp)}, got {value!r:.80}")
+    expected = getattr(tp, "__name__", tp)
+    raise InvalidArgument(f"{_name(where)}: expected {expected}, got {value!r:.80}")
+
+
+def _name(where: _Where) -> str:
+    return f"{where[0]}.{where[1]}"

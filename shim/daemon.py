@@ -153,7 +153,7 @@ def spawn_shim(shim_id: str, state_dir: str, reply_fd: int, request_id: object) 
         for fd in (r, w, log, sock):
             if fd >= 0:
                 os.close(fd)
-    _answer_pid(reply_fd, request_id, pid)
+    _answer(reply_fd, protocol.response(request_id, {"pid": pid}))
     return True
 
 
@@ -259,19 +259,8 @@ def _listen(path: str) -> int:
     return sock.detach()
 
 
-def _answer_pid(fd: int, request_id: object, pid: int) -> None:
-    if type(request_id) is int:  # the launcher's: no json.dumps needed
-        body = b'{"id":%d,"result":{"pid":%d}}' % (request_id, pid)
-        _write_quietly(fd, protocol.frame(body))
-    else:
-        _answer(fd, protocol.response(request_id, {"pid": pid}))
-
-
 def _answer(fd: int, message: dict[str, Any]) -> None:
-    _write_quietly(fd, protocol.encode(message))
-
-
-def _write_quietly(fd: int, data: bytes) -> None:
+    data = protocol.encode(message)
     try:
         while data:
             data = data[os.write(fd, data) :]

@@ -81,11 +81,6 @@ _ENCODE = (
 )
 
 
-def frame(body: bytes) -> bytes:
-    """A message frame around an encoded body."""
-    return _LEN.pack(len(body)) + body
-
-
 def dumps(obj: object) -> str:
     """json.dumps(obj, separators=(",", ":")), through the C encoder made once."""
     if _ENCODE is not None:
@@ -95,7 +90,8 @@ def dumps(obj: object) -> str:
 
 def encode(message: dict[str, Any]) -> bytes:
     """One message frame."""
-    return frame(dumps(message).encode())
+    body = dumps(message).encode()
+    return _LEN.pack(len(body)) + body
 
 
 def decode_body(body: bytes) -> dict[str, Any]:

@@ -17,7 +17,7 @@ Copy-on-write alone keeps little shared: every object a shim touches gets
 its reference count written, and CPython's objects are spread over the whole
 heap, so each Python function a shim runs costs it a few pages of its own
 (~3-4 on average, measured: its function and code objects, constants, the
-objects it refers to). A keeper with a running container owns ~1.8 MiB this
+objects it refers to). A keeper with a running container owns ~1.5 MiB this
 way, against ~0.4 MiB for a fork that only blocks in read(). What keeps that
 down: the keeper runs its own code and little else (no pathlib, socket
 objects, json wrappers or typing at run time; see shim.keeper), the template

@@ -40,7 +40,9 @@ def write_atomic(path: str | Path, data: bytes, mode: int = 0o644, durable: bool
     half a file. Plain string operations on the path: the keeper writes
     exit.json with this, and pathlib is code it would otherwise run.
     """
-    parent, _, name = os.fspath(path).rpartition("/")
+    parent, slash, name = os.fspath(path).rpartition("/")
+    if not slash:
+        parent = "."  # a bare file name: the current directory
     tmp = f"{parent}/.{name}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:

@@ -144,3 +144,20 @@ def test_exit_codes_of_wait_statuses(code: int, status: int) -> None:
     from shim import procs
 
     assert procs.exit_code_of(status) == code
+
+
+def test_atomic_write_of_a_bare_file_name_stays_in_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    opened: list[str] = []
+    real_open = os.open
+
+    def recording_open(path: str, *args: int) -> int:
+        opened.append(os.fspath(path))
+        return real_open(path, *args)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    state.write_atomic("plain.json", b"{}")
+    assert (tmp_path / "plain.json").read_bytes() == b"{}"
+    assert opened[0] == "./.plain.json.tmp", opened  # not /.plain.json.tmp

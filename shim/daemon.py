@@ -133,7 +133,7 @@ def spawn_shim(shim_id: str, state_dir: str, reply_fd: int, request_id: object) 
         _refuse_if_live(shim_id, state_dir)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         log = os.open(state_dir + "/" + state.LOG, flags, 0o600)
-        sock = _listen(state_dir + "/" + state.SOCKET)
+        sock = listen(state_dir + "/" + state.SOCKET)
         r, w = os.pipe2(os.O_CLOEXEC)
         intermediate = raw_fork()
         if intermediate == 0:
@@ -235,7 +235,7 @@ def _refuse_if_live(shim_id: str, state_dir: str) -> None:
         raise errors.AlreadyExists(f"shim {shim_id} is already running as pid {pid}")
 
 
-def _listen(path: str) -> int:
+def listen(path: str) -> int:
     """A listening, non-blocking unix socket at `path` (0600), as a bare descriptor."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)

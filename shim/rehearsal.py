@@ -33,8 +33,9 @@ INIT = ("/bin/sh", "-c", "echo out; echo err >&2; exec sleep 60")
 TIMEOUT = 5.0
 
 
-class _Jobs:
-    """keeper.Jobs without a runtime: `create` starts INIT with the container's stdio."""
+class NoRuntimeJobs:
+    """keeper.Jobs without a runtime: `create` starts INIT with the container's stdio, the
+    other actions do nothing (the keeper's unit tests build their fakes on this)."""
 
     async def create(
         self,
@@ -133,13 +134,12 @@ def rehearse(state_dir: Path) -> bool:
     """
     shutil.rmtree(state_dir, ignore_errors=True)  # left by a template that died rehearsing
     r, w = os.pipe2(os.O_CLOEXEC)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener: socket.SocketType | None = None
     previous = signal.signal(signal.SIGALRM, _overran)
     try:
         state_dir.mkdir(parents=True, mode=0o700)
-        with state.socket_path(state_dir / state.SOCKET) as name:
-            listener.bind(name)
-        listener.listen(8)
+        # The same listener a shim has (daemon.listen: a bare C-level socket).
+        listener = socket.SocketType(fileno=daemon.listen(str(state_dir / state.SOCKET)))
         state.write_atomic(state_dir / state.PID, f"{os.getpid()}\n".encode(), durable=False)
         if daemon.raw_fork() == 0:
             try:
@@ -154,7 +154,7 @@ def rehearse(state_dir: Path) -> bool:
         signal.setitimer(signal.ITIMER_REAL, TIMEOUT + 1)
         daemon.prctl(daemon.PR_SET_CHILD_SUBREAPER, 1)
         try:
-            keeper.Keeper(SHIM_ID, str(state_dir), listener, jobs=_Jobs()).run()
+            keeper.Keeper(SHIM_ID, str(state_dir), listener, jobs=NoRuntimeJobs()).run()
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             daemon.prctl(daemon.PR_SET_CHILD_SUBREAPER, 0)
@@ -168,7 +168,8 @@ def rehearse(state_dir: Path) -> bool:
         went_through = False
     finally:
         signal.signal(signal.SIGALRM, previous)
-        listener.close()
+        if listener is not None:
+            listener.close()
         for fd in (r, w):
             if fd >= 0:
                 os.close(fd)

@@ -17,10 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shim import api, attach, daemon, errors, keeper, procs, runtime, state, workers
+from shim import api, attach, daemon, errors, keeper, procs, rehearsal, runtime, state, workers
 
 
-class FakeJobs:
+class FakeJobs(rehearsal.NoRuntimeJobs):
+    """The rehearsal's jobs (undo_create, start, kill_all, teardown do nothing), with a
+    "cat" or "sleep" init, a create that fails on request, and echoing execs."""
+
     async def create(
         self,
         id: str,
@@ -35,22 +38,10 @@ class FakeJobs:
         pid = procs.spawn(argv, stdin=stdio.stdin, stdout=stdio.stdout, stderr=stdio.stderr)
         return {"pid": pid, "rootfs": "", "cgroup": None}
 
-    async def undo_create(self, id: str, state_dir: str, p: api.CreateParams, rootfs: str) -> None:
-        pass
-
-    async def start(self, id: str, state_dir: str, p: api.CreateParams) -> None:
-        pass
-
-    async def kill_all(self, id: str, state_dir: str, p: api.CreateParams, sig: int) -> None:
-        pass
-
     async def update(
         self, id: str, state_dir: str, p: api.CreateParams, resources: dict[str, Any]
     ) -> None:
         state.write_atomic(f"{state_dir}/update.json", json.dumps(resources).encode())
-
-    async def teardown(self, id: str, state_dir: str, p: api.CreateParams, rootfs: str) -> None:
-        pass
 
     async def exec_sync(
         self, id: str, state_dir: str, p: api.CreateParams, params: api.ExecSyncParams

@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
         async def hang(*_):
             time.sleep(30)
 
-        rehearsal._Jobs.start = hang
+        rehearsal.NoRuntimeJobs.start = hang
     fds = sorted(os.listdir("/proc/self/fd"))
     started = time.monotonic()
     ok = rehearsal.rehearse(Path(sys.argv[1]) / "r")

@@ -127,6 +127,43 @@ async def _set_up(
     image: Any,
     undo: AsyncExitStack,
 ) -> ContainerRecord:
+    spawning = asyncio.ensure_future(rt.shims.spawn(record.id))  # while the bundle is made
+    try:
+        record, mounts = await _make_bundle(rt, sandbox, record, image, undo)
+        task = await spawning
+    except BaseException:
+        await _discard_spawned(rt, record.id, spawning)
+        raise
+    undo.push_async_callback(rt.shims.destroy, record.id)
+    handler = rt.config.runtimes[record.runtime_handler]
+    config = record.config
+    await task.create(
+        shim_api.CreateParams(
+            bundle=str(bundle_dir(rt, record.id)),
+            runtime=handler.path,
+            runtime_root=str(rt.config.runtime_root(record.runtime_handler)),
+            runtime_options=rt.config.runtime_options(record.runtime_handler),
+            rootfs_mounts=tuple(
+                shim_api.Mount(type=m.type, source=m.source, options=tuple(m.options))
+                for m in mounts
+            ),
+            log_path=record.log_path,
+            tty=config.tty,
+            stdin=config.stdin,
+            stdin_once=config.stdin_once,
+        )
+    )
+    return record
+
+
+async def _make_bundle(
+    rt: Runtime,
+    sandbox: SandboxRecord,
+    record: ContainerRecord,
+    image: Any,
+    undo: AsyncExitStack,
+) -> tuple[ContainerRecord, list[Any]]:
+    """The rootfs snapshot, volumes, OCI spec and bundle; (the record, the rootfs mounts)."""
     bundle = bundle_dir(rt, record.id)
     undo.push_async_callback(asyncio.to_thread, remove_tree, bundle.parent)
     mounts = await asyncio.to_thread(rt.images.prepare_rootfs, record.id, image.id)
@@ -145,27 +182,16 @@ async def _set_up(
     await asyncio.to_thread(_write_bundle, bundle, spec)
     if record.log_path:
         await asyncio.to_thread(Path(record.log_path).parent.mkdir, parents=True, exist_ok=True)
-    task = await rt.shims.spawn(record.id)
-    undo.push_async_callback(rt.shims.destroy, record.id)
-    handler = rt.config.runtimes[record.runtime_handler]
-    config = record.config
-    await task.create(
-        shim_api.CreateParams(
-            bundle=str(bundle),
-            runtime=handler.path,
-            runtime_root=str(rt.config.runtime_root(record.runtime_handler)),
-            runtime_options=rt.config.runtime_options(record.runtime_handler),
-            rootfs_mounts=tuple(
-                shim_api.Mount(type=m.type, source=m.source, options=tuple(m.options))
-                for m in mounts
-            ),
-            log_path=record.log_path,
-            tty=config.tty,
-            stdin=config.stdin,
-            stdin_once=config.stdin_once,
-        )
-    )
-    return record
+    return record, mounts
+
+
+async def _discard_spawned(rt: Runtime, container_id: str, spawning: asyncio.Future[Any]) -> None:
+    """After a failed set-up: wait for the shim being spawned and remove it."""
+    try:
+        await spawning
+    except Exception:  # the spawn failed too: it left no shim
+        return
+    await rt.shims.destroy(container_id)
 
 
 def _prepare_volumes(rt: Runtime, record: ContainerRecord) -> tuple[dict[str, str], dict[str, str]]:
@@ -239,13 +265,12 @@ def _namespaces(
 
 
 def _write_bundle(bundle: Path, spec: dict[str, Any]) -> None:
+    """Write config.json whole or not at all. Not fsynced: a bundle serves a running
+    container, and after a power loss none runs (containerd keeps bundles on a tmpfs)."""
     bundle.mkdir(parents=True, exist_ok=True)
     (bundle / "rootfs").mkdir(exist_ok=True)
     tmp = bundle / "config.json.tmp"
-    with tmp.open("w") as f:
-        json.dump(spec, f)
-        f.flush()
-        os.fsync(f.fileno())
+    tmp.write_text(json.dumps(spec))
     tmp.rename(bundle / "config.json")
 
 

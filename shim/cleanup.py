@@ -54,7 +54,12 @@ def delete(
         _wait_gone(init, KILL_WAIT)
     _run([*argv, "delete", "--force", id])
     shutil.rmtree(Path(runtime_root, id), ignore_errors=True)
-    record = state.read_json(state_dir / state.TASK) or {}
+    try:
+        record = state.read_json(state_dir / state.TASK)
+    except ValueError:  # cut short by a power loss (it is not fsynced): nothing is mounted
+        record = None
+    if not isinstance(record, dict):
+        record = {}
     if record.get("mounted") and record.get("rootfs"):
         mount.unmount_all(str(record["rootfs"]))
     status = exitfile.read(state_dir) or _unknown_exit(state_dir, init)

@@ -306,6 +306,7 @@ class Keeper:
         buf = bytearray()
 
         def readable(_: int) -> None:
+            body = None
             while True:
                 try:
                     chunk = os.read(fd, READ_CHUNK)
@@ -316,9 +317,15 @@ class Keeper:
                 if not chunk:
                     break
                 buf.extend(chunk)
+                try:
+                    body = protocol.take_frame(buf, protocol.MAX_RESPONSE)
+                except protocol.ProtocolError:
+                    break
+                if body is not None:
+                    break
             self._unwatch(fd)
             os.close(fd)
-            _finish_job(self.id, pid, buf, done)
+            _finish_job(self.id, pid, body, done)
 
         self._watch(fd, readable)
         if exec_worker:
@@ -898,9 +905,9 @@ class Keeper:
         feed.close()
 
 
-def _finish_job(shim_id: str, pid: int, buf: bytearray, done: Done) -> None:
+def _finish_job(shim_id: str, pid: int, body: bytes | None, done: Done) -> None:
     try:
-        out = protocol.decode_body(bytes(buf)) if buf else None
+        out = protocol.decode_body(body) if body is not None else None
     except protocol.ProtocolError:
         out = None
     if not isinstance(out, dict):

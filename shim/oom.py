@@ -84,7 +84,13 @@ def _join(mount: MountPoint, cgroup: str) -> Path | None:
 
 def resolve(paths: CgroupPaths, mountinfo: str) -> Path | None:
     """The directory of the memory cgroup, or None when it cannot be found."""
-    v1_mount, v2_mount = parse_mountinfo(mountinfo)
+    return _resolve_in(paths, parse_mountinfo(mountinfo))
+
+
+def _resolve_in(
+    paths: CgroupPaths, mounts: tuple[MountPoint | None, MountPoint | None]
+) -> Path | None:
+    v1_mount, v2_mount = mounts
     if paths.v1_memory is not None and v1_mount is not None:
         return _join(v1_mount, paths.v1_memory)
     if paths.v2 is not None and v2_mount is not None:
@@ -94,14 +100,33 @@ def resolve(paths: CgroupPaths, mountinfo: str) -> Path | None:
     return None
 
 
+# The cgroup mounts as last read. The template reads them once (warm), so its
+# shims and their workers start with them: mountinfo grows with every
+# container's mounts, and cgroup hierarchies do not move.
+_mounts: tuple[MountPoint | None, MountPoint | None] | None = None
+
+
+def cgroup_mounts(*, refresh: bool = False) -> tuple[MountPoint | None, MountPoint | None]:
+    """(v1 memory hierarchy mount, cgroup2 mount) of this process, read once."""
+    global _mounts
+    if _mounts is None or refresh:
+        try:
+            _mounts = parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+        except OSError:
+            return None, None
+    return _mounts
+
+
 def memory_cgroup_of(pid: int) -> Path | None:
     """The memory cgroup directory of a live process (None if gone or unknown)."""
     try:
-        proc = Path(f"/proc/{pid}/cgroup").read_text()
-        mountinfo = Path("/proc/self/mountinfo").read_text()
+        paths = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())
     except OSError:
         return None
-    return resolve(parse_proc_cgroup(proc), mountinfo)
+    found = _resolve_in(paths, cgroup_mounts())
+    if found is None or not found.is_dir():  # the mounts changed since they were read
+        found = _resolve_in(paths, cgroup_mounts(refresh=True))
+    return found
 
 
 def parse_oom_kill(text: str) -> int | None:

@@ -66,8 +66,8 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    write_atomic(path, protocol.dumps(obj).encode() + b"\n")
+def write_json(path: str | Path, obj: Any, durable: bool = True) -> None:
+    write_atomic(path, protocol.dumps(obj).encode() + b"\n", durable=durable)
 
 
 def read_json(path: str | Path) -> Any:

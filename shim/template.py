@@ -109,6 +109,7 @@ def _warm() -> None:
     asyncio.new_event_loop().close()
     api.warm_codec()
     exitfile.warm_codec()
+    oom.cgroup_mounts()
 
 
 def mergeable_ranges(maps: str) -> list[tuple[int, int]]:

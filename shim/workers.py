@@ -86,7 +86,9 @@ def fork(
         except Exception as e:
             errors.report(e)
             out = {"error": protocol.error_to_wire(e)}
-        _write_all(w, json.dumps(out, separators=(",", ":")).encode())
+        # One frame: the keeper answers as soon as it is whole, not when this
+        # process has finished exiting.
+        _write_all(w, protocol.encode(out))
         code = 0
     except BaseException:
         traceback.print_exc()
@@ -188,8 +190,12 @@ async def create(
     config = load_config(id, p.bundle)
     rootfs = rootfs_of(p.bundle, config)
     task_dir = Path(state_dir)
+    # Not fsynced: it tells a clean-up what is mounted, and after a power loss
+    # nothing is (the cleanup copes with a file cut short).
     state.write_json(
-        task_dir / state.TASK, {"id": id, "rootfs": rootfs, "mounted": bool(p.rootfs_mounts)}
+        task_dir / state.TASK,
+        {"id": id, "rootfs": rootfs, "mounted": bool(p.rootfs_mounts)},
+        durable=False,
     )
     rt = runtime_of(id, state_dir, p)
     try:

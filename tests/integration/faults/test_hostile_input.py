@@ -130,3 +130,24 @@ def remove_cache_entries_naming(harness: FaultHarness, name: str) -> None:
     for entry in (harness.daemon.state / "cni").glob("*.json"):
         if needle in entry.read_bytes():
             entry.unlink()
+
+
+def test_a_container_refused_after_its_shim_started_leaves_no_shim(harness: FaultHarness) -> None:
+    """The shim is spawned while the rootfs and bundle are made: a user the image does not
+    know is refused then (its /etc/passwd is read from the prepared rootfs), and the shim
+    already spawned must go with everything else."""
+    pod_id = harness.run_pod(harness.fresh_name("nouser"))
+    pod = harness.call("PodSandboxStatus", api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id))
+    sandbox = harness.pod_config(pod.status.metadata.name)
+    sandbox.metadata.CopyFrom(pod.status.metadata)
+    config = container_config("app", harness.image, ["sleep", "1000"], log_path="app.log")
+    config.linux.security_context.run_as_username = "nobody-in-this-image"
+    request = api_pb2.CreateContainerRequest(
+        pod_sandbox_id=pod_id, config=config, sandbox_config=sandbox
+    )
+    err = error_of(lambda: harness.call("CreateContainer", request))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    assert "nobody-in-this-image" in (err.details() or "")
+    none(harness.leaks())
+    harness.remove_pod(pod_id)
+    none(harness.leaks())

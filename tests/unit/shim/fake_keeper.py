@@ -2,9 +2,11 @@
 
 `python -m tests.unit.shim.fake_keeper DIR` listens on DIR/shim.sock and writes
 DIR/shim.pid once it does. Jobs need no runtime: `create` starts `cat` (its
-stdio the container's; `sleep` without stdin) as the "init", which the keeper adopts when the worker
-exits, as it would a runc init; `update` writes DIR/update.json; `exec_stream`
-echoes stdin upper-cased and reports resizes on stderr.
+stdio the container's; `sleep` without stdin) as the "init", which the keeper
+adopts when the worker exits, as it would a runc init; `update` writes
+DIR/update.json (with "linger": N, a process it forks holds the worker's
+descriptors N seconds more); `exec_stream` echoes stdin upper-cased and
+reports resizes on stderr.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,8 @@ class FakeJobs(rehearsal.NoRuntimeJobs):
     async def update(
         self, id: str, state_dir: str, p: api.CreateParams, resources: dict[str, Any]
     ) -> None:
+        if "linger" in resources:
+            _leave_a_holder(state_dir, float(resources["linger"]))
         state.write_atomic(f"{state_dir}/update.json", json.dumps(resources).encode())
 
     async def exec_sync(
@@ -83,6 +88,16 @@ class FakeJobs(rehearsal.NoRuntimeJobs):
         ends: attach.Ends,
     ) -> None:
         await workers.attach_stream(fd, leftover, rid, params, ends)
+
+
+def _leave_a_holder(state_dir: str, seconds: float) -> None:
+    """Fork a process that keeps every descriptor of this worker (its result pipe too)
+    open for `seconds` after the worker has answered; its pid in STATE_DIR/holder.pid."""
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(seconds)
+        os._exit(0)
+    state.write_atomic(f"{state_dir}/holder.pid", f"{pid}\n".encode(), durable=False)
 
 
 def main(state_dir: Path) -> None:

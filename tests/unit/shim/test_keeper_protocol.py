@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -78,6 +79,23 @@ async def test_typed_calls_and_errors(keeper: Keeper) -> None:
         await c.call("no_such_method")
     with pytest.raises(errors.InvalidArgument):
         await c.call("kill", {"signal": "nine"})
+    await c.close()
+
+
+async def test_a_result_is_answered_while_the_workers_descriptors_live_on(
+    keeper: Keeper,
+) -> None:
+    """The keeper answers when the worker's result frame is whole, not at the end of its
+    pipe: that comes only when every copy of the write end has closed (the worker's exit,
+    or here a process it forked that keeps them)."""
+    c = await created(keeper)
+    await c.update({"linger": 60})
+    holder = int((keeper.state_dir / "holder.pid").read_text())
+    try:
+        os.kill(holder, 0)  # ProcessLookupError: answered only after the holder had gone
+        assert (await c.state()).status == api.CREATED  # and the keeper still serves
+    finally:
+        os.kill(holder, signal.SIGKILL)
     await c.close()
 
 

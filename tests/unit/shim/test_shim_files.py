@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shim import api, execs, exitfile, mount, oom, state
+from shim import api, cleanup, execs, exitfile, mount, oom, state
 
 
 def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -161,3 +161,27 @@ def test_atomic_write_of_a_bare_file_name_stays_in_the_current_directory(
     state.write_atomic("plain.json", b"{}")
     assert (tmp_path / "plain.json").read_bytes() == b"{}"
     assert opened[0] == "./.plain.json.tmp", opened  # not /.plain.json.tmp
+
+
+def test_stale_cgroup_mounts_are_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mounts are read once and kept (the template warms them for its shims); a kept
+    answer that no longer leads to a cgroup directory is replaced by a fresh read."""
+    fresh = oom.memory_cgroup_of(os.getpid())
+    if fresh is None:
+        pytest.skip("this process has no memory cgroup this machine can resolve")
+    gone = oom.MountPoint(root="/", path="/nonexistent/cgroup")
+    monkeypatch.setattr(oom, "_mounts", (gone, gone))
+    assert oom.memory_cgroup_of(os.getpid()) == fresh
+    assert oom.cgroup_mounts() != (gone, gone)
+
+
+@pytest.mark.parametrize("garbled", [b"", b'{"rootfs": "/x", "mou', b"[1, 2]"])
+def test_cleanup_copes_with_a_task_file_cut_short(tmp_path: Path, garbled: bytes) -> None:
+    """task.json is not fsynced (after a power loss nothing it names is mounted): cleaning
+    up after a dead shim must not trip over one that is empty or cut short."""
+    (tmp_path / state.TASK).write_bytes(garbled)
+    status = cleanup.delete(
+        state_dir=tmp_path, runtime="/bin/false", runtime_root=str(tmp_path / "r"), id="c1"
+    )
+    assert status.exit_code == 255
+    assert not (tmp_path / state.TASK).exists()

@@ -27,7 +27,6 @@ Both forks are `raw_fork`: the spawner and the intermediate are single-threaded.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import select
@@ -237,8 +236,10 @@ def _refuse_if_live(shim_id: str, state_dir: str) -> None:
 
 def listen(path: str) -> int:
     """A listening, non-blocking unix socket at `path` (0600), as a bare descriptor."""
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(path)
+    except FileNotFoundError:  # (not contextlib.suppress: Python code run per spawn)
+        pass
     # The C socket type: socket.socket's Python layer would be pages written per spawn.
     sock = socket.SocketType(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:

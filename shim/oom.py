@@ -17,7 +17,6 @@ counter while the container runs: the kernel signals a change of
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import select
@@ -232,8 +231,10 @@ class Watch:
 
     def changed(self) -> bool:
         """memory.events changed: re-read it. False once the cgroup is gone (stop polling)."""
-        with contextlib.suppress(OSError):
+        try:
             self._poll.poll(0)
+        except OSError:  # (not contextlib.suppress: the keeper runs this)
+            pass
         if self._fd is not None and not self.refresh():
             self._stop_polling()
         return self._fd is not None

@@ -8,7 +8,9 @@ template runs a real `shim.keeper.Keeper` once, in its own process, against a
 driver process speaking the real protocol and jobs that need no OCI runtime
 (the "init" is a shell printing a line to each stream, then sleeping), so
 that all of that is written once, in the template, and shared by every shim
-it forks. Measured: 0.2 MiB less per shim with a running container (of 2.3).
+it forks. Measured: 0.2 MiB less per shim with a running container (of 2.3);
+run eight times (shim.template.REHEARSALS), so that the bytecode of what a
+keeper runs once per container is specialised too, 0.1 MiB more.
 """
 
 from __future__ import annotations
@@ -100,7 +102,17 @@ async def _drive(state_dir: Path, done: int) -> None:
         try:
             await shim.info()
             log = str(state_dir / "log")
-            await shim.create(api.CreateParams(bundle="", runtime_root="", log_path=log))
+            # Shaped like berthd's: an overlay rootfs, a global runtime option.
+            rootfs = api.Mount(type="overlay", source="overlay", options=("lowerdir=/",))
+            await shim.create(
+                api.CreateParams(
+                    bundle="",
+                    runtime_root="",
+                    runtime_options=("--rehearsal",),
+                    rootfs_mounts=(rootfs,),
+                    log_path=log,
+                )
+            )
             await shim.state()
             await shim.start()
             for _ in range(3):

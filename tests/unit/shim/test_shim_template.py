@@ -1,6 +1,12 @@
-"""The template's choice of mappings to mark mergeable for KSM."""
+"""The template: which mappings it marks mergeable for KSM, and what its spawn path runs."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 from shim import template
 
@@ -34,3 +40,52 @@ def test_private_writable_mappings_but_not_the_stack_or_shared_ones() -> None:
 def test_nothing_in_empty_or_odd_text() -> None:
     assert template.mergeable_ranges("") == []
     assert template.mergeable_ranges("garbage\n00400000-00420000\n") == []
+
+
+SPAWN_CALLS = textwrap.dedent(
+    """
+    import json, os, signal, socket, sys
+    from shim import daemon, protocol, template
+
+    template._warm()
+    me, calls = os.getpid(), set()
+
+    def record(frame, event, arg):
+        if event == "call" and os.getpid() == me:  # not the intermediate or the shim
+            calls.add(frame.f_code.co_filename)
+
+    pids = []
+    for i in range(2):  # the second one traced
+        ours, theirs = socket.socketpair()
+        spec = {"id": f"{i:064x}", "state_dir": f"{sys.argv[1]}/s{i}"}
+        ours.sendall(protocol.encode({"id": i, "method": "spawn", "params": spec}))
+        sys.setprofile(record if i else None)
+        try:
+            daemon.serve_spawn(theirs.fileno())
+        finally:
+            sys.setprofile(None)
+        answer = protocol.take_message(bytearray(ours.recv(4096)), 4096)
+        pids.append(answer["result"]["pid"])
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    print(json.dumps(sorted(calls)))
+    """
+)
+
+
+def test_a_spawn_runs_no_standard_library_code_in_the_template(tmp_path: Path) -> None:
+    """Every page the template writes while serving a spawn becomes a private page of the
+    shim it forked last (see shim.daemon): the spawn path calls C functions and berth's own
+    code only, no Python code of the standard library (contextlib, pathlib, socket's
+    Python layer...)."""
+    out = subprocess.run(
+        [sys.executable, "-c", SPAWN_CALLS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    files = json.loads(out.stdout.splitlines()[-1])
+    shim_dir = str(Path(template.__file__).parent)
+    assert f"{shim_dir}/daemon.py" in files
+    assert [f for f in files if not f.startswith(shim_dir + "/")] == []

@@ -5,12 +5,13 @@ for the rest of the container's life. So whatever needs the runtime, asyncio
 or much code runs in a child forked for the purpose, which exits when done
 and takes the pages it dirtied with it:
 
-    keeper ──fork──> worker: job() → one JSON result on a pipe → exit
+    keeper ──fork──> worker: job() → one result frame on a pipe → exit
 
 Most jobs call the runtime and wait for it, blocking: without an event loop,
 whose set-up would be most of such a worker's cost. Stream jobs run under
 asyncio. Action and exec workers write `{"result": ...}` or `{"error": {...}}` to the
-result pipe; the keeper turns that into the response. Stream workers
+result pipe, as one protocol frame: the keeper answers as soon as the frame is
+whole, without waiting for the worker's exit. Stream workers
 (`exec_stream`, `attach`) are handed the client connection itself and answer
 on it directly; they end with the stream.
 

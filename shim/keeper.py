@@ -187,6 +187,7 @@ class Keeper:
         self._io: stdio.ContainerIO | None = None
         self._pid = 0
         self._cgroup: str | None = None
+        self._shares_pid_ns = False
         self._oom: oom.Watch | None = None
         self._reaped = False
         self._wait_status = 0
@@ -629,6 +630,7 @@ class Keeper:
             self._answer(conn, rid, error)
             return
         cgroup = result.get("cgroup")
+        self._shares_pid_ns = bool(result.get("shares_pid_ns"))
         self._adopt(
             p, io, int(result["pid"]), str(result["rootfs"]), str(cgroup) if cgroup else None
         )
@@ -706,6 +708,12 @@ class Keeper:
         else:
             count = oom.oom_kill_count(self._cgroup) if self._cgroup is not None else None
         self._oom_killed = bool(count)
+        if self._shares_pid_ns and self._params is not None:
+            # Nothing ends what the init left behind in a shared PID namespace: they would
+            # hold its output open and live on in its cgroup. Killed, as containerd does.
+            p = self._params
+            kill = lambda: self._jobs.kill_all(self.id, self._dir, p, signal.SIGKILL)  # noqa: E731
+            self._fork(kill, _ignore_result)
         assert self._io is not None
         if self._io.outputs:
             self._add_timer(DRAIN_TIMEOUT, self._record_exit)

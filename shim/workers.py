@@ -186,7 +186,8 @@ async def create(
 ) -> dict[str, Any]:
     """Mount the rootfs and `runc create`; undo both on failure.
 
-    Result: {"pid": the init's, "rootfs": path, "cgroup": its memory cgroup or None}.
+    Result: {"pid": the init's, "rootfs": path, "cgroup": its memory cgroup or
+    None, "shares_pid_ns": whether it has no PID namespace of its own}.
     """
     config = load_config(id, p.bundle)
     rootfs = rootfs_of(p.bundle, config)
@@ -216,7 +217,25 @@ async def create(
         raise
     # Found here rather than in the keeper: parsing mountinfo would dirty its pages.
     cgroup = oom.memory_cgroup_of(pid)
-    return {"pid": pid, "rootfs": rootfs, "cgroup": None if cgroup is None else str(cgroup)}
+    return {
+        "pid": pid,
+        "rootfs": rootfs,
+        "cgroup": None if cgroup is None else str(cgroup),
+        "shares_pid_ns": shares_pid_namespace(config),
+    }
+
+
+def shares_pid_namespace(config: dict[str, Any]) -> bool:
+    """Whether the container joins a PID namespace (the pod's, the host's) rather than
+    having one of its own: then its init's exit does not end the other processes."""
+    linux = config.get("linux")
+    namespaces = linux.get("namespaces") if isinstance(linux, dict) else None
+    if not isinstance(namespaces, list):
+        return True
+    for ns in namespaces:
+        if isinstance(ns, dict) and ns.get("type") == "pid":
+            return bool(ns.get("path"))
+    return True
 
 
 async def _undo(rt: runtime.Runtime, state_dir: Path, rootfs: str) -> None:

@@ -169,3 +169,54 @@ def test_image_volume_is_mounted_read_only(
     rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
     lines = Path("/proc/self/mountinfo").read_text()
     assert str(pod_berthd.state / "containers") not in lines
+
+
+def _alive_with_cmdline(needle: bytes) -> list[int]:
+    """Live (not zombie) processes whose command line is exactly `needle` (only looked at)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "cmdline").read_bytes() != needle:
+                continue
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.rindex(")") + 2] not in "ZX":
+            found.append(int(entry.name))
+    return found
+
+
+def test_stop_in_a_shared_pid_namespace_ends_what_the_init_left(
+    pod_berthd: Berthd, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    """In a pod sharing one PID namespace, a container's init exiting does not end the
+    processes it started (they are not in a namespace of their own): the shim kills them,
+    as containerd's does; before, they lived on in the container's cgroup, kept its output
+    open, and the exit was only reported when the shim gave up draining it."""
+    config = sandbox_config("sharedpid", log_directory=str(tmp_path))
+    config.linux.security_context.namespace_options.pid = api_pb2.POD
+    rt = pod_berthd.client.runtime
+    pod_id = rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    marker = f"{3000 + time.monotonic_ns() % 997}"
+    command = ["sh", "-c", f"trap 'exit 0' TERM; sleep {marker} & wait"]
+    ctr = container_config("left", registry.ref(), command, log_path="left.log")
+    ctr.linux.security_context.namespace_options.pid = api_pb2.POD
+    cid = rt.CreateContainer(
+        api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=ctr, sandbox_config=config)
+    ).container_id
+    rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+    needle = b"sleep\0" + marker.encode() + b"\0"
+    deadline = time.monotonic() + 10
+    while not _alive_with_cmdline(needle):
+        assert time.monotonic() < deadline, "the background sleep never started"
+        time.sleep(0.05)
+    rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=10))
+    status = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid)).status
+    assert (status.state, status.exit_code) == (api_pb2.CONTAINER_EXITED, 0)
+    deadline = time.monotonic() + 5  # (being reaped by the pod's init)
+    while _alive_with_cmdline(needle) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _alive_with_cmdline(needle) == [], "the init's background process outlived it"
+    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shim import api, cleanup, execs, exitfile, mount, oom, state
+from shim import api, cleanup, execs, exitfile, mount, oom, state, workers
 
 
 def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -185,3 +185,15 @@ def test_cleanup_copes_with_a_task_file_cut_short(tmp_path: Path, garbled: bytes
     )
     assert status.exit_code == 255
     assert not (tmp_path / state.TASK).exists()
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "shared"),
+    [
+        ([{"type": "pid"}, {"type": "mount"}], False),  # its own
+        ([{"type": "pid", "path": "/proc/42/ns/pid"}], True),  # the pod's
+        ([{"type": "mount"}], True),  # the host's
+    ],
+)
+def test_shares_pid_namespace(namespaces: list[dict[str, str]], shared: bool) -> None:
+    assert workers.shares_pid_namespace({"linux": {"namespaces": namespaces}}) is shared

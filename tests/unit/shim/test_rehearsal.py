@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 from tests.support.timing import scaled
+from tests.unit.shim import fresh
 
 # Run in a fresh interpreter: the rehearsal changes process-wide state (SIGCHLD's handler,
 # the child subreaper flag while it runs), as it does in the template.
@@ -46,16 +44,9 @@ SCRIPT = textwrap.dedent(
 
 
 def rehearse(tmp_path: Path, mode: str) -> dict[str, object]:
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path), mode],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    result: dict[str, object] = json.loads(out.stdout.splitlines()[-1])
-    result["stderr"] = out.stderr
-    return result
+    result, stderr = fresh.run(SCRIPT, str(tmp_path), mode)
+    result["stderr"] = stderr
+    return dict(result)
 
 
 def test_a_rehearsal_goes_through_and_leaves_nothing(tmp_path: Path) -> None:
@@ -105,21 +96,6 @@ def test_the_keeper_runs_only_its_own_code(tmp_path: Path) -> None:
     over a container's whole life the keeper of a forked shim calls no Python code of
     the standard library (pathlib, socket objects, json's wrappers, typing, contextlib,
     signal's enums...). A second rehearsal stands for such a shim."""
-    out = subprocess.run(
-        [sys.executable, "-c", KEEPER_CALLS, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    files = json.loads(out.stdout.splitlines()[-1])
-    shim_dir = str(Path(keeper_module_file()).parent)
-    foreign = [f for f in files if not f.startswith(shim_dir + "/") and f != "<string>"]
-    assert not foreign, foreign  # "<string>": dataclasses' generated __init__
-    assert f"{shim_dir}/keeper.py" in files
-
-
-def keeper_module_file() -> str:
-    from shim import keeper
-
-    return keeper.__file__
+    files, _ = fresh.run(KEEPER_CALLS, str(tmp_path))
+    assert fresh.foreign(files) == []
+    assert f"{fresh.SHIM_DIR}/keeper.py" in files

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 from shim import template
+from tests.unit.shim import fresh
 
 MAPS = """\
 00400000-00420000 r--p 00000000 fe:01 1234   /usr/bin/python3.11
@@ -78,14 +76,6 @@ def test_a_spawn_runs_no_standard_library_code_in_the_template(tmp_path: Path) -
     shim it forked last (see shim.daemon): the spawn path calls C functions and berth's own
     code only, no Python code of the standard library (contextlib, pathlib, socket's
     Python layer...)."""
-    out = subprocess.run(
-        [sys.executable, "-c", SPAWN_CALLS, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    files = json.loads(out.stdout.splitlines()[-1])
-    shim_dir = str(Path(template.__file__).parent)
-    assert f"{shim_dir}/daemon.py" in files
-    assert [f for f in files if not f.startswith(shim_dir + "/")] == []
+    files, _ = fresh.run(SPAWN_CALLS, str(tmp_path))
+    assert f"{fresh.SHIM_DIR}/daemon.py" in files
+    assert [f for f in files if not f.startswith(fresh.SHIM_DIR + "/")] == []

@@ -35,7 +35,6 @@ import socket
 import sys
 import time
 import traceback
-from pathlib import Path
 from typing import Any, NoReturn
 
 from shim import api, errors, keeper, protocol, state
@@ -248,8 +247,7 @@ def listen(path: str) -> int:
             if len(path.encode()) <= state.SUN_PATH_MAX:
                 sock.bind(path)
             else:
-                with state.socket_path(Path(path)) as name:
-                    sock.bind(name)
+                _bind_through_directory(sock, path)
         finally:
             os.umask(old)
         sock.listen(128)
@@ -258,6 +256,17 @@ def listen(path: str) -> int:
         sock.close()
         raise
     return sock.detach()
+
+
+def _bind_through_directory(sock: socket.socket, path: str) -> None:
+    # What state.socket_path does for a path too long for sun_path, with bare os calls:
+    # its pathlib and contextlib code would be run (and pages written) per spawn.
+    directory, _, name = path.rpartition("/")
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.bind(f"/proc/self/fd/{fd}/{name}")
+    finally:
+        os.close(fd)
 
 
 def _answer(fd: int, message: dict[str, Any]) -> None:

@@ -50,6 +50,7 @@ class Memory:
 
     rss_kb: int
     pss_kb: int
+    private_dirty_kb: int = 0  # written by this process alone: what it costs beyond the shared
 
 
 def _read(path: Path) -> str | None:
@@ -84,7 +85,11 @@ def memory(pid: int) -> Memory | None:
     if text is None:
         return None
     fields = parse_kb_fields(text)
-    return Memory(rss_kb=fields.get("Rss", 0), pss_kb=fields.get("Pss", 0))
+    return Memory(
+        rss_kb=fields.get("Rss", 0),
+        pss_kb=fields.get("Pss", 0),
+        private_dirty_kb=fields.get("Private_Dirty", 0),
+    )
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -105,7 +105,9 @@ class DensityWorkload:
             res.note(
                 f"{name}: {len(snap.shims)} shim processes for {containers} containers, "
                 f"{snap.shim_rss_mib / len(snap.shims):.2f} MiB RSS and "
-                f"{snap.shim_pss_mib / len(snap.shims):.2f} MiB PSS each on average"
+                f"{snap.shim_pss_mib / len(snap.shims):.2f} MiB PSS and "
+                f"{snap.shim_private_dirty_mib / len(snap.shims):.2f} MiB Private_Dirty "
+                "each on average"
             )
             res.add("memory.shim_rss", name, snap.shim_rss_mib / containers)
             res.add("memory.shim_pss", name, snap.shim_pss_mib / containers)

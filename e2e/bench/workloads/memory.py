@@ -26,6 +26,10 @@ class MemorySnapshot:
         return sum(m.pss_kb for m in self.shims) / MIB
 
     @property
+    def shim_private_dirty_mib(self) -> float:
+        return sum(m.private_dirty_kb for m in self.shims) / MIB
+
+    @property
     def total_pss_mib(self) -> float:
         own = [self.daemon] if self.daemon else []
         return sum(m.pss_kb for m in (*own, *self.helpers, *self.shims)) / MIB

@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from shim import template
 from tests.unit.shim import fresh
 
@@ -55,7 +57,7 @@ SPAWN_CALLS = textwrap.dedent(
     pids = []
     for i in range(2):  # the second one traced
         ours, theirs = socket.socketpair()
-        spec = {"id": f"{i:064x}", "state_dir": f"{sys.argv[1]}/s{i}"}
+        spec = {"id": f"{i:064x}", "state_dir": f"{sys.argv[1]}/{sys.argv[2]}s{i}"}
         ours.sendall(protocol.encode({"id": i, "method": "spawn", "params": spec}))
         sys.setprofile(record if i else None)
         try:
@@ -71,11 +73,15 @@ SPAWN_CALLS = textwrap.dedent(
 )
 
 
-def test_a_spawn_runs_no_standard_library_code_in_the_template(tmp_path: Path) -> None:
+@pytest.mark.parametrize("socket_path", ["short", "too long for sun_path"])
+def test_a_spawn_runs_no_standard_library_code_in_the_template(
+    tmp_path: Path, socket_path: str
+) -> None:
     """Every page the template writes while serving a spawn becomes a private page of the
     shim it forked last (see shim.daemon): the spawn path calls C functions and berth's own
     code only, no Python code of the standard library (contextlib, pathlib, socket's
-    Python layer...)."""
-    files, _ = fresh.run(SPAWN_CALLS, str(tmp_path))
+    Python layer...). Also when the shim's socket path is too long to bind directly."""
+    nested = "d" * 120 + "/" if socket_path != "short" else ""
+    files, _ = fresh.run(SPAWN_CALLS, str(tmp_path), nested)
     assert f"{fresh.SHIM_DIR}/daemon.py" in files
     assert [f for f in files if not f.startswith(fresh.SHIM_DIR + "/")] == []

@@ -71,8 +71,16 @@ def load_config(args: argparse.Namespace) -> config.Config:
     return config.load(args.config, overrides)
 
 
-def preflight(cfg: config.Config) -> None:
+SYSTEMD_RUNTIME_DIR = Path("/run/systemd/system")  # exists iff systemd is the init (sd_booted)
+
+
+def preflight(cfg: config.Config, *, systemd_dir: Path = SYSTEMD_RUNTIME_DIR) -> None:
     """Everything that can be checked without creating anything."""
+    if cfg.cgroup_driver == "systemd" and not systemd_dir.is_dir():
+        raise StartupError(
+            'cgroup_driver = "systemd", but systemd does not run this host '
+            f'({systemd_dir} is missing): use cgroup_driver = "cgroupfs"'
+        )
     sock = Path(cfg.socket)
     parent = sock.parent
     creatable = parent == Path(cfg.state) or Path(cfg.state) in parent.parents

@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from cri.api.v1 import api_pb2
+from cri.daemon import SYSTEMD_RUNTIME_DIR
 from tests.support import cgroup_view as cg
 from tests.support.berthd import BERTHD, Berthd, write_config
 
@@ -115,6 +116,13 @@ def test_second_berthd_on_the_same_socket_is_refused(berthd: Berthd, tmp_path: P
         ({"bogus_key": 1}, "bogus_key: unknown key"),
         ({"log_level": 7}, "log_level: expected str"),
         ({"cgroup_driver": "nope"}, "cgroup_driver"),
+        pytest.param(
+            {"cgroup_driver": "systemd"},
+            "systemd does not run this host",
+            marks=pytest.mark.skipif(
+                SYSTEMD_RUNTIME_DIR.is_dir(), reason="systemd runs this host: it is not refused"
+            ),
+        ),
     ],
 )
 def test_bad_config_stops_before_creating_anything(

@@ -28,11 +28,15 @@ def parse_kb_fields(text: str) -> dict[str, int]:
     return out
 
 
-def parse_stat_ticks(text: str) -> int:
-    """utime + stime (clock ticks) from /proc/PID/stat; the comm may contain spaces and ')'."""
+def parse_stat_ticks(text: str, *, children: bool = False) -> int:
+    """utime + stime (clock ticks) from /proc/PID/stat; the comm may contain spaces and ')'.
+
+    With `children`, also cutime + cstime: the CPU of the children it has waited for.
+    """
     after_comm = text.rsplit(")", 1)[1].split()
-    # after_comm[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return int(after_comm[11]) + int(after_comm[12])
+    # after_comm[0] is field 3 (state); utime, stime, cutime, cstime are fields 14 to 17.
+    fields = after_comm[11:15] if children else after_comm[11:13]
+    return sum(int(f) for f in fields)
 
 
 def parse_stat_ppid(text: str) -> int:
@@ -92,9 +96,10 @@ def memory(pid: int) -> Memory | None:
     )
 
 
-def cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int, *, children: bool = False) -> float | None:
+    """CPU seconds `pid` used; with `children`, also those of the children it reaped."""
     text = _read(PROC / str(pid) / "stat")
-    return None if text is None else parse_stat_ticks(text) / CLOCK_TICKS
+    return None if text is None else parse_stat_ticks(text, children=children) / CLOCK_TICKS
 
 
 def parent_pid(pid: int) -> int | None:

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Final
 
 from cri.api.v1 import api_pb2
-from e2e.bench import cri_ops
+from e2e.bench import cri_ops, procfs
 from e2e.bench.cri_ops import Target
 from e2e.bench.options import Options
 from e2e.bench.records import FigureSpec, Results
@@ -24,6 +24,7 @@ from e2e.bench.workloads import Context
 from e2e.bench.workloads.common import attempt
 
 KEY = "exec.sync"
+CPU_KEY = "exec.cpu"
 TRANSPORTS: Final = ("spdy", "websocket")
 MIB: Final = 1 << 20
 
@@ -38,6 +39,10 @@ class ExecWorkload:
     def define(self, results: Results, options: Options) -> None:
         results.define(FigureSpec(key=KEY, title="ExecSync round trip (`true`)", unit="ms",
                                   group="exec"))  # fmt: skip
+        results.define(FigureSpec(
+            key=CPU_KEY, unit="ms", group="exec",
+            title="CPU per ExecSync: daemon + shims, with the processes they reaped (runc)",
+        ))  # fmt: skip
         for transport in TRANSPORTS:
             results.define(FigureSpec(
                 key=stream_key(transport),
@@ -56,10 +61,14 @@ class ExecWorkload:
             return
         request = api_pb2.ExecSyncRequest(container_id=started.container_id, cmd=["true"],
                                           timeout=30)  # fmt: skip
+        cpu_before, done = _cpu(target), 0
         for _ in range(ctx.options.exec_calls):
             outcome = attempt(res, KEY, target.name, partial(_exec, target, request))
             if outcome is not None:
                 res.add(KEY, target.name, outcome)
+                done += 1
+        if cpu_before is not None and (cpu_after := _cpu(target)) is not None and done:
+            res.add(CPU_KEY, target.name, (cpu_after - cpu_before) / done * 1000)
         for transport in TRANSPORTS:
             self._stream(target, ctx, started.container_id, transport)
         attempt(res, KEY, target.name, partial(cri_ops.teardown_pod, target, started.pod.id))
@@ -75,6 +84,17 @@ class ExecWorkload:
         outcome = attempt(ctx.results, key, target.name, call)
         if outcome is not None:
             ctx.results.add(key, target.name, outcome)
+
+
+def _cpu(target: Target) -> float | None:
+    """CPU seconds of the runtime's daemon and shims, with the children they reaped; None
+    without a daemon pid. The exec'd `runc` (and the command) are children of a shim or of
+    a process it forked and waited for, on both runtimes."""
+    daemon = target.runtime.daemon_pid()
+    if daemon is None:
+        return None
+    pids = [daemon, *target.runtime.shim_pids()]
+    return sum(procfs.cpu_seconds(p, children=True) or 0.0 for p in pids)
 
 
 def _exec(target: Target, request: api_pb2.ExecSyncRequest) -> float:

@@ -16,10 +16,11 @@ Rss:               14336 kB
 Pss:                5120 kB
 Pss_Anon:           4000 kB
 Shared_Clean:       9000 kB
+Private_Dirty:      1200 kB
 """
 
 # comm "a) b" contains ") " — the parser must split at the last ")".
-STAT = "4321 (a) b) S 17 4321 4321 0 -1 4194560 500 0 0 0 150 25 0 0 20 0 3 0 100 0 0"
+STAT = "4321 (a) b) S 17 4321 4321 0 -1 4194560 500 0 0 0 150 25 40 2 20 0 3 0 100 0 0"
 
 
 def test_kb_fields_of_status() -> None:
@@ -32,10 +33,12 @@ def test_kb_fields_of_status() -> None:
 def test_kb_fields_of_smaps_rollup() -> None:
     fields = procfs.parse_kb_fields(SMAPS_ROLLUP)
     assert (fields["Rss"], fields["Pss"]) == (14336, 5120)
+    assert fields["Private_Dirty"] == 1200
 
 
 def test_stat_ticks_and_parent() -> None:
     assert procfs.parse_stat_ticks(STAT) == 175
+    assert procfs.parse_stat_ticks(STAT, children=True) == 175 + 42  # cutime, cstime
     assert procfs.parse_stat_ppid(STAT) == 17
 
 

@@ -258,7 +258,7 @@ def listen(path: str) -> int:
     return sock.detach()
 
 
-def _bind_through_directory(sock: socket.socket, path: str) -> None:
+def _bind_through_directory(sock: socket.SocketType, path: str) -> None:
     # What state.socket_path does for a path too long for sun_path, with bare os calls:
     # its pathlib and contextlib code would be run (and pages written) per spawn.
     directory, _, name = path.rpartition("/")

@@ -16,7 +16,7 @@ from typing import Final
 import structlog
 from prometheus_client import start_http_server
 
-from cri import cgroups, metrics, metrics_collector, pods, recovery, stats
+from cri import cgroups, metrics, metrics_collector, pods, recovery, stats, userns
 from cri.cni.invoke import SubprocessExecutor
 from cri.cni.manager import CniManager
 from cri.config import Config, parse_address
@@ -147,8 +147,15 @@ def _features(cfg: Config) -> Features:
         mount_options = set(json.loads(out).get("mountOptions", []))
     except (OSError, subprocess.SubprocessError, ValueError):
         mount_options = set()
+    # Pods' user namespaces need idmapped mounts where image layers, pod files and volumes
+    # live (the root and state dirs; /dev/shm stands for tmpfs, the pods' shm).
+    no_userns = userns.probe([Path(cfg.root), Path(cfg.state), Path("/dev/shm")])
+    if no_userns:
+        log.info("pods cannot have user namespaces here", reason=no_userns)
     return Features(
         recursive_read_only_mounts="rro" in mount_options,
+        user_namespaces=no_userns is None,
+        no_user_namespaces=no_userns or "",
         supplemental_groups_policy=True,  # cri.oci.user implements Merge and Strict
     )
 

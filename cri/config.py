@@ -32,7 +32,7 @@ class RuntimeHandler:
     path: str
     root: str = ""  # runtime state dir (--root); "" means <state>/runtimes/<name>
     options: tuple[str, ...] = ()  # extra global flags passed before the command
-    user_namespaces: bool = False  # report the user_namespaces feature for this handler
+    user_namespaces: bool = True  # pods of this handler may have user namespaces (if the node can)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from cri import cgroups, errors, events, pods, volumes
+from cri import cgroups, errors, events, pods, userns, volumes
 from cri import validate as validate_fields
 from cri.api.v1 import api_pb2
 from cri.oci.inputs import PodFilePaths, SpecInputs
@@ -62,6 +62,11 @@ def running(rt: Runtime, container_id: str) -> ContainerRecord:
 
 def bundle_dir(rt: Runtime, container_id: str) -> Path:
     return rt.state / "containers" / container_id / "bundle"
+
+
+def idmap_dir(rt: Runtime, container_id: str) -> Path:
+    """Where the idmapped clones of a user-namespaced container's mounts are attached."""
+    return bundle_dir(rt, container_id) / "idmap"
 
 
 def log_path(sandbox: SandboxRecord, config: api_pb2.ContainerConfig) -> str:
@@ -135,6 +140,14 @@ async def _set_up(
         await _discard_spawned(rt, record.id, spawning)
         raise
     undo.push_async_callback(rt.shims.destroy, record.id)
+    try:
+        await _create(rt, record, task, mounts)
+    finally:  # overlayfs and the container's mounts hold what they use of the clones
+        await asyncio.to_thread(userns.detach_all, idmap_dir(rt, record.id))
+    return record
+
+
+async def _create(rt: Runtime, record: ContainerRecord, task: Any, mounts: list[Any]) -> None:
     handler = rt.config.runtimes[record.runtime_handler]
     config = record.config
     await task.create(
@@ -153,7 +166,6 @@ async def _set_up(
             stdin_once=config.stdin_once,
         )
     )
-    return record
 
 
 async def _make_bundle(
@@ -165,12 +177,16 @@ async def _make_bundle(
 ) -> tuple[ContainerRecord, list[Any]]:
     """The rootfs snapshot, volumes, OCI spec and bundle; (the record, the rootfs mounts)."""
     bundle = bundle_dir(rt, record.id)
-    undo.push_async_callback(asyncio.to_thread, remove_tree, bundle.parent)
+    undo.push_async_callback(asyncio.to_thread, remove_container_dir, bundle.parent)
     mounts = await asyncio.to_thread(rt.images.prepare_rootfs, record.id, image.id)
     undo.push_async_callback(asyncio.to_thread, rt.images.remove_rootfs, record.id)
     sources, volume_images = await asyncio.to_thread(_prepare_volumes, rt, record)
     undo.push_async_callback(asyncio.to_thread, volumes.release, rt, record.id)
     spec = build_spec(_spec_inputs(rt, sandbox, record, image, sources))
+    if "user" in sandbox.namespaces:
+        spec, mounts = await asyncio.to_thread(
+            _idmap, sandbox, spec, mounts, idmap_dir(rt, record.id)
+        )
     user = spec["process"]["user"]
     record = dataclasses.replace(
         record,
@@ -183,6 +199,27 @@ async def _make_bundle(
     if record.log_path:
         await asyncio.to_thread(Path(record.log_path).parent.mkdir, parents=True, exist_ok=True)
     return record, mounts
+
+
+def _idmap(
+    sandbox: SandboxRecord, spec: dict[str, Any], mounts: list[Any], dest: Path
+) -> tuple[dict[str, Any], list[Any]]:
+    """The spec and rootfs mounts of a container in a user-namespaced pod: its image layers
+    and bind mounts seen through clones idmapped with the pod's mapping (see cri.userns)."""
+    idmap = userns.pod_idmap(sandbox.config)
+    assert idmap is not None  # the pod has a user namespace pinned
+    dest.mkdir(parents=True, exist_ok=True)
+    userns.check_reachable(dest, idmap)
+    fd = userns.open_userns(sandbox.namespaces["user"])
+    try:
+        spec = userns.idmap_spec_mounts(spec, dest, fd)
+        return spec, userns.idmap_rootfs(mounts, dest, fd, idmap)
+    except OSError as exc:
+        raise errors.FailedPrecondition(
+            f"CreateContainer: cannot give the pod's user namespace its mounts: {exc}"
+        ) from None
+    finally:
+        os.close(fd)
 
 
 async def _discard_spawned(rt: Runtime, container_id: str, spawning: asyncio.Future[Any]) -> None:
@@ -245,7 +282,7 @@ def _namespaces(
     rt: Runtime, sandbox: SandboxRecord, config: api_pb2.ContainerConfig
 ) -> dict[str, str | None]:
     """Join the pod's pinned namespaces; host ones are left out; PID per the CRI mode."""
-    kinds = {"net": "network", "ipc": "ipc", "uts": "uts"}
+    kinds = {"user": "user", "net": "network", "ipc": "ipc", "uts": "uts"}
     namespaces: dict[str, str | None] = {
         kinds[k]: path for k, path in sandbox.namespaces.items() if k in kinds
     }
@@ -272,6 +309,12 @@ def _write_bundle(bundle: Path, spec: dict[str, Any]) -> None:
     tmp = bundle / "config.json.tmp"
     tmp.write_text(json.dumps(spec))
     tmp.rename(bundle / "config.json")
+
+
+def remove_container_dir(path: Path) -> None:
+    """A container's state directory: idmapped clones a crash left are detached first."""
+    userns.detach_all(path / "bundle" / "idmap")
+    remove_tree(path)
 
 
 def remove_tree(path: Path) -> None:
@@ -454,7 +497,7 @@ async def remove(rt: Runtime, container_id: str) -> None:
         await rt.shims.destroy(record.id)
         await asyncio.to_thread(volumes.release, rt, record.id)
         await asyncio.to_thread(rt.images.remove_rootfs, record.id)
-        await asyncio.to_thread(remove_tree, bundle_dir(rt, record.id).parent)
+        await asyncio.to_thread(remove_container_dir, bundle_dir(rt, record.id).parent)
         await rt.store.remove_container(record.id)
         events.publish_container_event(rt, record, events.DELETED)
     log.info("container removed", container_id=record.id)

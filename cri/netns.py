@@ -279,7 +279,7 @@ def is_pinned(path: Path) -> bool:
         return False
 
 
-def _prepare_pin_file(path: Path) -> None:
+def prepare_pin_file(path: Path) -> None:
     if is_pinned(path):
         raise errors.AlreadyExists(f"namespace pin {path} exists already")
     fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
@@ -324,7 +324,7 @@ def create_namespaces(
     created: list[Path] = []
     try:
         for path in pins.values():
-            _prepare_pin_file(path)
+            prepare_pin_file(path)
             created.append(path)
         loopback = loopback_up and "net" in pins
         run_in_fresh_thread(lambda: _unshare_and_pin(pins, raw_hostname, loopback))

@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from cri import errors, events, infra, netns, podfiles, sysctl
+from cri import errors, events, infra, netns, podfiles, sysctl, userns
 from cri import validate as validate_fields
 from cri.api.v1 import api_pb2
 from cri.cni.pod import PodNetwork, PortMapping
@@ -109,6 +109,14 @@ def validate(rt: Runtime, config: api_pb2.PodSandboxConfig, handler: str) -> str
     sysctl.validate_sysctls(
         dict(config.linux.sysctls), host_network=host_network(config), host_ipc=host_ipc(config)
     )
+    idmap = userns.pod_idmap(config)
+    if idmap is not None:
+        if not rt.handler_features(name).user_namespaces:
+            why = rt.features.no_user_namespaces or f"runtimes.{name}.user_namespaces is false"
+            raise errors.FailedPrecondition(
+                f"RunPodSandbox: no user namespaces for runtime handler {name!r}: {why}"
+            )
+        userns.check_reachable(rt.state / "pods", idmap)  # runc runs as the pod's root
     return name
 
 
@@ -172,9 +180,15 @@ async def _create_namespaces(
     if not kinds:
         return {}
     hostname = _hostname(config) if "uts" in kinds else None
-    pins = await asyncio.to_thread(
-        netns.create_namespaces, pin_dir(rt, record.id), kinds, hostname=hostname
-    )
+    idmap = userns.pod_idmap(config)
+    if idmap is not None:  # (validated: no host namespaces beside it)
+        pins = await asyncio.to_thread(
+            userns.create_pod_namespaces, pin_dir(rt, record.id), kinds, idmap, hostname=hostname
+        )
+    else:
+        pins = await asyncio.to_thread(
+            netns.create_namespaces, pin_dir(rt, record.id), kinds, hostname=hostname
+        )
     undo.push_async_callback(_remove_pins, rt, record.id, list(pins.values()))
     return pins
 
@@ -263,7 +277,8 @@ async def release(rt: Runtime, sandbox_id: str) -> None:
     """Free what a sandbox holds on this node (not its network): infra, pins, shm, files."""
     await infra.remove(rt, sandbox_id)
     pins = pin_dir(rt, sandbox_id)
-    await _remove_pins(rt, sandbox_id, [pins / k for k in netns.NAMESPACE_FLAGS])
+    kinds = [*netns.NAMESPACE_FLAGS, "user"]  # a user-namespaced pod's owns the others
+    await _remove_pins(rt, sandbox_id, [pins / k for k in kinds])
     await asyncio.to_thread(_remove_files, files_dir(rt, sandbox_id))
 
 

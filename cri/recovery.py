@@ -99,7 +99,8 @@ async def _remove_orphans(rt: Runtime) -> None:
             log.warning("removing half-created container", container_id=container_id)
             await rt.shims.destroy(container_id)
             await asyncio.to_thread(volumes.release, rt, container_id)
-            await asyncio.to_thread(containers.remove_tree, rt.state / "containers" / container_id)
+            directory = rt.state / "containers" / container_id
+            await asyncio.to_thread(containers.remove_container_dir, directory)
     for key in await asyncio.to_thread(rt.images.rootfs_keys):
         if volumes.owner_of(key) not in container_ids:
             await asyncio.to_thread(rt.images.remove_rootfs, key)

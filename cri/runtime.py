@@ -41,6 +41,7 @@ class Features:
 
     recursive_read_only_mounts: bool = False
     user_namespaces: bool = False
+    no_user_namespaces: str = ""  # why not, when not
     supplemental_groups_policy: bool = False
 
 

@@ -46,6 +46,7 @@ class Session:
     def open(cls, log_dir: Path, stamp: str) -> Iterator[Session]:
         procs.become_subreaper()
         workdir = Path(tempfile.mkdtemp(prefix="berth-critest-"))
+        workdir.chmod(0o711)  # the user-namespace specs' pods' root must reach the state dir
         session = cls(workdir=workdir, log_dir=log_dir, stamp=stamp, net=create_network(workdir))
         session.reaper.start()
         try:

@@ -143,7 +143,8 @@ async def _set_up(
     try:
         await _create(rt, record, task, mounts)
     finally:  # overlayfs and the container's mounts hold what they use of the clones
-        await asyncio.to_thread(userns.detach_all, idmap_dir(rt, record.id))
+        if "user" in sandbox.namespaces:
+            await asyncio.to_thread(userns.detach_all, idmap_dir(rt, record.id))
     return record
 
 

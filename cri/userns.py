@@ -248,6 +248,8 @@ def idmapped_clone(source: str, target: Path, userns_fd: int, *, recursive: bool
 
 def detach_all(directory: Path) -> int:
     """Detach every mount at or below `directory` (deepest first); how many. Idempotent."""
+    if not directory.exists():
+        return 0
     prefix = str(directory)
     points = [p for p in _mount_points() if p == prefix or p.startswith(prefix + "/")]
     for point in sorted(set(points), key=len, reverse=True):

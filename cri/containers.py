@@ -181,12 +181,13 @@ async def _make_bundle(
     undo.push_async_callback(asyncio.to_thread, remove_container_dir, bundle.parent)
     mounts = await asyncio.to_thread(rt.images.prepare_rootfs, record.id, image.id)
     undo.push_async_callback(asyncio.to_thread, rt.images.remove_rootfs, record.id)
-    sources, volume_images = await asyncio.to_thread(_prepare_volumes, rt, record)
+    idmapped = _idmapped(rt, sandbox, record.id)
+    sources, volume_images = await asyncio.to_thread(_prepare_volumes, rt, record, idmapped)
     undo.push_async_callback(asyncio.to_thread, volumes.release, rt, record.id)
     spec = build_spec(_spec_inputs(rt, sandbox, record, image, sources))
-    if "user" in sandbox.namespaces:
+    if idmapped is not None:
         spec, mounts = await asyncio.to_thread(
-            _idmap, sandbox, spec, mounts, idmap_dir(rt, record.id)
+            idmapped.container, spec, mounts, volumes.volumes_dir(rt, record.id)
         )
     user = spec["process"]["user"]
     record = dataclasses.replace(
@@ -202,25 +203,14 @@ async def _make_bundle(
     return record, mounts
 
 
-def _idmap(
-    sandbox: SandboxRecord, spec: dict[str, Any], mounts: list[Any], dest: Path
-) -> tuple[dict[str, Any], list[Any]]:
-    """The spec and rootfs mounts of a container in a user-namespaced pod: its image layers
-    and bind mounts seen through clones idmapped with the pod's mapping (see cri.userns)."""
+def _idmapped(
+    rt: Runtime, sandbox: SandboxRecord, container_id: str
+) -> userns.ContainerMounts | None:
+    """In a user-namespaced pod, what makes the container's idmapped mounts (cri.userns)."""
     idmap = userns.pod_idmap(sandbox.config)
-    assert idmap is not None  # the pod has a user namespace pinned
-    dest.mkdir(parents=True, exist_ok=True)
-    userns.check_reachable(dest, idmap)
-    fd = userns.open_userns(sandbox.namespaces["user"])
-    try:
-        spec = userns.idmap_spec_mounts(spec, dest, fd)
-        return spec, userns.idmap_rootfs(mounts, dest, fd, idmap)
-    except OSError as exc:
-        raise errors.FailedPrecondition(
-            f"CreateContainer: cannot give the pod's user namespace its mounts: {exc}"
-        ) from None
-    finally:
-        os.close(fd)
+    if idmap is None or "user" not in sandbox.namespaces:
+        return None
+    return userns.ContainerMounts(sandbox.namespaces["user"], idmap, idmap_dir(rt, container_id))
 
 
 async def _discard_spawned(rt: Runtime, container_id: str, spawning: asyncio.Future[Any]) -> None:
@@ -232,9 +222,12 @@ async def _discard_spawned(rt: Runtime, container_id: str, spawning: asyncio.Fut
     await rt.shims.destroy(container_id)
 
 
-def _prepare_volumes(rt: Runtime, record: ContainerRecord) -> tuple[dict[str, str], dict[str, str]]:
+def _prepare_volumes(
+    rt: Runtime, record: ContainerRecord, idmapped: userns.ContainerMounts | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    remap = idmapped.layers if idmapped is not None else None
     with ExitStack() as stack:
-        prepared = volumes.prepare(rt, record.id, record.config, stack)
+        prepared = volumes.prepare(rt, record.id, record.config, stack, remap=remap)
         stack.pop_all()
     return prepared
 

@@ -36,6 +36,7 @@ from typing import Any
 from cri import errors, netns
 from cri.api.v1 import api_pb2
 from cri.oci import namespaces
+from snapshotter.api import Mount
 
 _SYS_OPEN_TREE = 428  # the same number on every architecture (added after the unification)
 _SYS_MOVE_MOUNT = 429
@@ -265,18 +266,7 @@ def _mount_points() -> list[str]:
         return [_ESCAPE.sub(lambda m: chr(int(m[1], 8)), line.split()[4]) for line in f]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RootfsMount:
-    """One rootfs mount as the snapshotter gives it (see snapshotter.api.Mount)."""
-
-    type: str
-    source: str
-    options: tuple[str, ...]
-
-
-def idmap_rootfs(
-    mounts: Sequence[Any], dest: Path, userns_fd: int, idmap: IdMap
-) -> list[RootfsMount]:
+def idmap_rootfs(mounts: Sequence[Mount], dest: Path, userns_fd: int, idmap: IdMap) -> list[Mount]:
     """The rootfs mounts with each image layer replaced by an idmapped clone under `dest`.
 
     An overlay keeps its upper and work directories, handed to the pod's root; a bind
@@ -297,11 +287,11 @@ def idmap_rootfs(
                     options[j] = "lowerdir=" + ":".join(clones)
                 elif key in ("upperdir", "workdir"):
                     os.chown(value, *idmap.root)
-            out.append(RootfsMount(type=m.type, source=m.source, options=tuple(options)))
+            out.append(Mount(type=m.type, source=m.source, options=tuple(options)))
         else:
             clone = dest / f"r{i}"
             idmapped_clone(m.source, clone, userns_fd, recursive="rbind" in options)
-            out.append(RootfsMount(type=m.type, source=str(clone), options=tuple(options)))
+            out.append(Mount(type=m.type, source=str(clone), options=tuple(options)))
     return out
 
 
@@ -310,13 +300,20 @@ def idmap_rootfs(
 _KEPT_AS_IS = ("/sys",)
 
 
-def idmap_spec_mounts(spec: dict[str, Any], dest: Path, userns_fd: int) -> dict[str, Any]:
-    """`spec` with every bind mount's source replaced by an idmapped clone under `dest`."""
+def idmap_spec_mounts(
+    spec: dict[str, Any], dest: Path, userns_fd: int, *, mapped: Path | None = None
+) -> dict[str, Any]:
+    """`spec` with every bind mount's source replaced by an idmapped clone under `dest`;
+    sources below `mapped` (image volumes mounted from idmapped layers) are kept."""
     mounts = []
     for i, m in enumerate(spec.get("mounts", [])):
         options = m.get("options", [])
+        source = m.get("source", "")
         bind = m.get("type") == "bind" or "bind" in options or "rbind" in options
-        if bind and m.get("destination") not in _KEPT_AS_IS and m.get("source", "").startswith("/"):
+        kept = m.get("destination") in _KEPT_AS_IS or not source.startswith("/")
+        if mapped is not None and Path(source).is_relative_to(mapped):
+            kept = True
+        if bind and not kept:
             clone = dest / f"m{i}"
             idmapped_clone(m["source"], clone, userns_fd, recursive="rbind" in options)
             m = {**m, "source": str(clone)}
@@ -343,6 +340,44 @@ def check_reachable(path: Path, idmap: IdMap) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ContainerMounts:
+    """The idmapped clones one container of a user-namespaced pod needs, made under `dest`
+    (they can be detached once its mounts are made: see the module doc)."""
+
+    userns_pin: str
+    idmap: IdMap
+    dest: Path
+
+    def layers(self, mounts: Sequence[Mount], name: str) -> list[Mount]:
+        """`mounts` (a snapshot's) with idmapped image layers: for an image volume."""
+        with self._userns() as fd:
+            return idmap_rootfs(mounts, self.dest / name, fd, self.idmap)
+
+    def container(
+        self, spec: dict[str, Any], rootfs: Sequence[Mount], volumes: Path
+    ) -> tuple[dict[str, Any], list[Mount]]:
+        """The spec and rootfs mounts seen through idmapped clones; image volumes (mounted
+        under `volumes` by `layers`) are left as they are."""
+        with self._userns() as fd:
+            spec = idmap_spec_mounts(spec, self.dest, fd, mapped=volumes)
+            return spec, idmap_rootfs(rootfs, self.dest, fd, self.idmap)
+
+    @contextlib.contextmanager
+    def _userns(self) -> Iterator[int]:
+        self.dest.mkdir(parents=True, exist_ok=True)
+        check_reachable(self.dest, self.idmap)
+        fd = os.open(self.userns_pin, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            yield fd
+        except OSError as exc:
+            raise errors.FailedPrecondition(
+                f"cannot give the pod's user namespace its mounts: {exc}"
+            ) from None
+        finally:
+            os.close(fd)
+
+
 # -- does this node support it ------------------------------------------------------------------
 
 
@@ -361,7 +396,3 @@ def probe(paths: Sequence[Path]) -> str | None:
     except (OSError, errors.Error) as exc:
         return str(exc)
     return None
-
-
-def open_userns(pin: str | Path) -> int:
-    return os.open(pin, os.O_RDONLY | os.O_CLOEXEC)

@@ -10,6 +10,7 @@ unmounted with the container.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from cri import errors
 from cri.api.v1 import api_pb2
 from cri.runtime import Runtime
 from snapshotter import mount as snapshot_mount
+from snapshotter.api import Mount
 
 KEY_INFIX = "-ivol-"
 
@@ -31,10 +33,18 @@ def owner_of(key: str) -> str:
 
 
 def prepare(
-    rt: Runtime, container_id: str, config: api_pb2.ContainerConfig, undo: ExitStack
+    rt: Runtime,
+    container_id: str,
+    config: api_pb2.ContainerConfig,
+    undo: ExitStack,
+    *,
+    remap: Callable[[Sequence[Mount], str], Sequence[Mount]] | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Mount every image volume of ``config``; returns (container path -> host path,
-    container path -> image id). Blocking; undone through ``undo`` on failure."""
+    container path -> image id). Blocking; undone through ``undo`` on failure.
+
+    ``remap(mounts, name)`` rewrites a volume's snapshot mounts first (a user-namespaced pod's
+    volumes are mounted from idmapped layers: cri.userns)."""
     sources: dict[str, str] = {}
     image_ids: dict[str, str] = {}
     for n, m in enumerate(config.mounts):
@@ -46,8 +56,10 @@ def prepare(
         key = f"{container_id}{KEY_INFIX}{n}"
         target = volumes_dir(rt, container_id) / str(n)
         target.mkdir(parents=True, exist_ok=True)
-        mounts = rt.images.view_rootfs(key, image.id)
+        mounts: Sequence[Mount] = rt.images.view_rootfs(key, image.id)
         undo.callback(rt.images.remove_rootfs, key)
+        if remap is not None:
+            mounts = remap(mounts, f"v{n}")
         snapshot_mount.mount_all(mounts, target)
         undo.callback(snapshot_mount.unmount_all, target)
         sources[m.container_path] = _sub_path(target, m.image_sub_path, m.container_path)

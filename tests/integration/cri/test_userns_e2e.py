@@ -15,6 +15,7 @@ import pytest
 from cri import userns
 from cri.api.v1 import api_pb2
 from tests.integration.cri.test_pod_e2e import mounts_under, wait_state
+from tests.support import oci_builder
 from tests.support.berthd import Berthd
 from tests.support.cri_configs import container_config, sandbox_config
 from tests.support.fixtures_pods import CniNet
@@ -306,6 +307,36 @@ def test_a_user_namespaced_pod_survives_a_berthd_crash(
     )
     result = rt.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, cmd=["id", "-u"], timeout=10))
     assert (result.exit_code, result.stdout) == (0, b"0\n")
+    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    assert mounts_under(userns_berthd.root, userns_berthd.state) == [
+        str(userns_berthd.state / "netns")
+    ]
+
+
+def test_image_volumes_of_several_layers_in_a_user_namespaced_pod(
+    userns_berthd: Berthd, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    """An image volume whose view is an overlay (two layers) is mounted from idmapped layers."""
+    two_layers = oci_builder.make_image(
+        [
+            oci_builder.busybox_rootfs_layer("gzip"),
+            oci_builder.layer([oci_builder.file("extra", b"second layer\n")]),
+        ],
+        oci_builder.ImageSpec(cmd=["sh"]),
+    )
+    ref = f"{registry.host}/library/two-layers:latest"
+    registry.push("library/two-layers", "latest", two_layers)
+    rt = userns_berthd.client.runtime
+    userns_berthd.client.images.PullImage(
+        api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=ref))
+    )
+    pod = userns_pod("userns-ivol", tmp_path / "logs")
+    pod_id = rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=pod)).pod_sandbox_id
+    volume = api_pb2.Mount(container_path="/img", readonly=True, image=api_pb2.ImageSpec(image=ref))
+    script = "cat /img/extra; stat -c '%u:%g' /img/extra /img/bin/busybox"
+    status = run(userns_berthd, pod, pod_id, registry.ref(), script, [volume])
+    assert status.exit_code == 0, output(status)
+    assert output(status) == ["second layer", "0:0", "0:0"]
     rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
     assert mounts_under(userns_berthd.root, userns_berthd.state) == [
         str(userns_berthd.state / "netns")

@@ -215,6 +215,12 @@ def _unescape(field: str) -> str:
     return _MOUNTINFO_ESCAPES.sub(lambda m: chr(int(m[1], 8)), field)
 
 
+def mount_points() -> list[str]:
+    """Every mount point in our mount namespace, in mountinfo's order."""
+    with open("/proc/self/mountinfo") as mountinfo:
+        return [_unescape(line.split()[4]) for line in mountinfo]
+
+
 def _mount_entry(path: Path) -> _MountEntry | None:
     """The topmost mount at ``path`` in our mount namespace, or None."""
     found: _MountEntry | None = None

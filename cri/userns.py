@@ -9,11 +9,11 @@ gid maps from outside and pins its namespaces; then it exits.
 
 Files keep the ids they have on disk, so in the pod's namespace the image's files (host root's)
 would be nobody's. Containers see them through idmapped mounts (mount_setattr(2),
-MOUNT_ATTR_IDMAP): each image layer of the rootfs overlay and each bind mount (volumes, the
-pod's hosts/resolv.conf/hostname/shm) is cloned with the pod's mapping under the bundle's
-``idmap/`` directory, and the overlay and the OCI spec use those clones. Debian's runc 1.1
-cannot make idmapped mounts itself. The overlay's upper layer stays unmapped and is owned by
-the pod's root (overlayfs cannot be idmapped itself, and writes to an idmapped upper layer by
+MOUNT_ATTR_IDMAP): each image layer of the rootfs overlay and of image volumes, and each bind
+mount (volumes, the pod's hosts/resolv.conf/hostname/shm) is cloned with the pod's mapping
+under the bundle's ``idmap/`` directory, and the overlays and the OCI spec use those clones.
+Debian's runc 1.1 cannot make idmapped mounts itself. The overlay's upper layer stays unmapped
+and is owned by the pod's root (overlayfs cannot be idmapped itself, and writes to an idmapped upper layer by
 host root fail): what a container writes belongs, on disk, to the host ids its root maps to.
 Once the shim has mounted the rootfs and runc has made the container's mounts, the clones are
 detached (overlayfs and the container's mount namespace keep what they use).
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import re
 import stat
 import subprocess
 import time
@@ -252,18 +251,10 @@ def detach_all(directory: Path) -> int:
     if not directory.exists():
         return 0
     prefix = str(directory)
-    points = [p for p in _mount_points() if p == prefix or p.startswith(prefix + "/")]
+    points = [p for p in netns.mount_points() if p == prefix or p.startswith(prefix + "/")]
     for point in sorted(set(points), key=len, reverse=True):
         netns.unmount(point)
     return len(points)
-
-
-_ESCAPE = re.compile(r"\\([0-7]{3})")
-
-
-def _mount_points() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [_ESCAPE.sub(lambda m: chr(int(m[1], 8)), line.split()[4]) for line in f]
 
 
 def idmap_rootfs(mounts: Sequence[Mount], dest: Path, userns_fd: int, idmap: IdMap) -> list[Mount]:

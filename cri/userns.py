@@ -10,13 +10,13 @@ gid maps from outside and pins its namespaces; then it exits.
 Files keep the ids they have on disk, so in the pod's namespace the image's files (host root's)
 would be nobody's. Containers see them through idmapped mounts (mount_setattr(2),
 MOUNT_ATTR_IDMAP): each image layer of the rootfs overlay and of image volumes, and each bind
-mount (volumes, the pod's hosts/resolv.conf/hostname/shm) is cloned with the pod's mapping
-under the bundle's ``idmap/`` directory, and the overlays and the OCI spec use those clones.
-Debian's runc 1.1 cannot make idmapped mounts itself. The overlay's upper layer stays unmapped
-and is owned by the pod's root (overlayfs cannot be idmapped itself, and writes to an idmapped upper layer by
-host root fail): what a container writes belongs, on disk, to the host ids its root maps to.
-Once the shim has mounted the rootfs and runc has made the container's mounts, the clones are
-detached (overlayfs and the container's mount namespace keep what they use).
+mount (volumes, the pod's hosts/resolv.conf/hostname/shm) is cloned with the pod's mapping under
+the bundle's ``idmap/`` directory, and the overlays and the OCI spec use those clones. Debian's
+runc 1.1 cannot make idmapped mounts itself. The overlay's upper layer stays unmapped and is
+owned by the pod's root (overlayfs cannot be idmapped itself, and writes to an idmapped upper
+layer by host root fail): what a container writes belongs, on disk, to the host ids its root
+maps to. Once the shim has mounted the rootfs and runc has made the container's mounts, the
+clones are detached (overlayfs and the container's mount namespace keep what they use).
 """
 
 from __future__ import annotations

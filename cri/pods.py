@@ -112,7 +112,11 @@ def validate(rt: Runtime, config: api_pb2.PodSandboxConfig, handler: str) -> str
     idmap = userns.pod_idmap(config)
     if idmap is not None:
         if not rt.handler_features(name).user_namespaces:
-            why = rt.features.no_user_namespaces or f"runtimes.{name}.user_namespaces is false"
+            why = (
+                rt.features.no_user_namespaces
+                if rt.config.runtimes[name].user_namespaces
+                else f"runtimes.{name}.user_namespaces is false"
+            )
             raise errors.FailedPrecondition(
                 f"RunPodSandbox: no user namespaces for runtime handler {name!r}: {why}"
             )

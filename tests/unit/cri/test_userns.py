@@ -66,3 +66,41 @@ def test_the_bundle_must_be_reachable_by_the_pods_root(tmp_path: Path) -> None:
         userns.check_reachable(closed / "bundle" / "idmap", idmap)
     closed.chmod(0o711)
     userns.check_reachable(closed / "bundle" / "idmap", idmap)
+
+
+def test_which_spec_mounts_are_seen_through_idmapped_clones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cloned: list[tuple[str, Path, bool]] = []
+    monkeypatch.setattr(
+        userns,
+        "idmapped_clone",
+        lambda source, target, fd, *, recursive: cloned.append((source, target, recursive)),
+    )
+    volumes = tmp_path / "volumes"
+    spec = {
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind"]},
+            {"destination": "/etc/hosts", "type": "bind", "source": "/pod/hosts"},
+            {"destination": "/data", "source": "/srv/data", "options": ["rbind", "rw"]},
+            {"destination": "/img", "type": "bind", "source": f"{volumes}/0/etc"},
+            {"destination": "/dev/shm", "type": "bind", "source": "/pod/shm", "options": ["bind"]},
+        ]
+    }
+    out = userns.idmap_spec_mounts(spec, tmp_path / "idmap", 3, mapped=volumes)
+    assert cloned == [
+        ("/pod/hosts", tmp_path / "idmap" / "m2", False),
+        ("/srv/data", tmp_path / "idmap" / "m3", True),
+        ("/pod/shm", tmp_path / "idmap" / "m5", False),
+    ]
+    sources = [m["source"] for m in out["mounts"]]
+    assert sources == [
+        "proc",
+        "/sys",
+        str(tmp_path / "idmap" / "m2"),
+        str(tmp_path / "idmap" / "m3"),
+        f"{volumes}/0/etc",  # an image volume: mounted from idmapped layers already
+        str(tmp_path / "idmap" / "m5"),
+    ]
+    assert spec["mounts"][2]["source"] == "/pod/hosts"  # the input is left as it was

@@ -22,7 +22,8 @@ def test_sigkill_mid_pull_then_pull_again_fetches_nothing_twice(
     fake_registry: FakeRegistry, berthd_dir: Path
 ) -> None:
     done_a, done_b, slow = random_layer(300_000), random_layer(200_000), random_layer(12_000_000)
-    image = make_image([busybox_rootfs_layer(), done_a, done_b, slow])
+    base = busybox_rootfs_layer()
+    image = make_image([base, done_a, done_b, slow])
     fake_registry.add("library/big", "v1", image)
     fake_registry.stall_after[slow.digest] = 9_000_000  # the last layer stops mid-way
     daemon = Berthd(berthd_dir, {"registry": {"insecure": [fake_registry.host], "config_path": ""}})
@@ -42,7 +43,8 @@ def test_sigkill_mid_pull_then_pull_again_fetches_nothing_twice(
     puller.start()
     content = daemon.root / "content" / "blobs" / "sha256"
     deadline = time.monotonic() + 30
-    finished = {done_a.digest, done_b.digest}
+    # Every layer but the stalled one whole, so that it is the only partial download left.
+    finished = {base.digest, done_a.digest, done_b.digest}
     while time.monotonic() < deadline:
         have = {f"sha256:{p.name}" for p in content.iterdir()} if content.exists() else set()
         partial = list((daemon.root / "content" / "ingest").glob("*/data"))

@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from cri import cgroups, errors, events, pods, userns, volumes
+from cri import cgroups, errors, events, netns, pods, userns, volumes
 from cri import validate as validate_fields
 from cri.api.v1 import api_pb2
 from cri.oci.inputs import PodFilePaths, SpecInputs
@@ -276,9 +276,8 @@ def _namespaces(
     rt: Runtime, sandbox: SandboxRecord, config: api_pb2.ContainerConfig
 ) -> dict[str, str | None]:
     """Join the pod's pinned namespaces; host ones are left out; PID per the CRI mode."""
-    kinds = {"user": "user", "net": "network", "ipc": "ipc", "uts": "uts"}
     namespaces: dict[str, str | None] = {
-        kinds[k]: path for k, path in sandbox.namespaces.items() if k in kinds
+        netns.PIN_KINDS[k]: path for k, path in sandbox.namespaces.items() if k in netns.PIN_KINDS
     }
     options = config.linux.security_context.namespace_options
     if options.pid == api_pb2.POD and sandbox.infra_pid:

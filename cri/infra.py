@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from cri import cgroups, errors, userns
+from cri import cgroups, errors, netns, userns
 from cri.runtime import Runtime
 from cri.store import SandboxRecord
 from shim import api as shim_api
@@ -45,8 +45,7 @@ def _rootfs_source(rt: Runtime) -> Path:
 
 def spec(rt: Runtime, sandbox: SandboxRecord) -> dict[str, Any]:
     namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "mount"}]
-    kinds = {"user": "user", "net": "network", "ipc": "ipc", "uts": "uts"}
-    namespaces += [{"type": kinds[k], "path": p} for k, p in sandbox.namespaces.items()]
+    namespaces += [{"type": netns.PIN_KINDS[k], "path": p} for k, p in sandbox.namespaces.items()]
     idmap = userns.pod_idmap(sandbox.config)  # the pid namespace is then the pod's user's
     return {
         "ociVersion": "1.0.2",

@@ -46,6 +46,8 @@ NAMESPACE_FLAGS: Mapping[str, int] = {
     "ipc": CLONE_NEWIPC,
     "uts": CLONE_NEWUTS,
 }
+# Every kind a pod may have pinned (a user namespace: cri.userns), as an OCI spec names it.
+PIN_KINDS: Mapping[str, str] = {"user": "user", "net": "network", "ipc": "ipc", "uts": "uts"}
 
 MS_NOSUID = 0x2
 MS_NODEV = 0x4

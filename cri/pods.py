@@ -281,8 +281,7 @@ async def release(rt: Runtime, sandbox_id: str) -> None:
     """Free what a sandbox holds on this node (not its network): infra, pins, shm, files."""
     await infra.remove(rt, sandbox_id)
     pins = pin_dir(rt, sandbox_id)
-    kinds = [*netns.NAMESPACE_FLAGS, "user"]  # a user-namespaced pod's owns the others
-    await _remove_pins(rt, sandbox_id, [pins / k for k in kinds])
+    await _remove_pins(rt, sandbox_id, [pins / k for k in netns.PIN_KINDS])
     await asyncio.to_thread(_remove_files, files_dir(rt, sandbox_id))
 
 

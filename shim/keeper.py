@@ -501,9 +501,6 @@ class Keeper:
         self._reply(conn, rid, None)
 
     def _kill_all(self, conn: Conn, rid: object, sig: int) -> None:
-        p = self._params
-        assert p is not None
-
         def done(_: object, error: BaseException | None) -> None:
             if error is not None and not (
                 isinstance(error, errors.FailedPrecondition) and self._reaped
@@ -512,6 +509,12 @@ class Keeper:
             else:
                 self._reply(conn, rid, None)
 
+        self._fork_kill_all(sig, done)
+
+    def _fork_kill_all(self, sig: int, done: Done) -> None:
+        """`runc kill --all sig` in a worker."""
+        p = self._params
+        assert p is not None
         self._fork(lambda: self._jobs.kill_all(self.id, self._dir, p, sig), done)
 
     def _reopen_log(self, conn: Conn, rid: object, _: object) -> None:
@@ -711,9 +714,7 @@ class Keeper:
         if self._shares_pid_ns and self._params is not None:
             # Nothing ends what the init left behind in a shared PID namespace: they would
             # hold its output open and live on in its cgroup. Killed, as containerd does.
-            p = self._params
-            kill = lambda: self._jobs.kill_all(self.id, self._dir, p, signal.SIGKILL)  # noqa: E731
-            self._fork(kill, _ignore_result)
+            self._fork_kill_all(signal.SIGKILL, _ignore_result)
         assert self._io is not None
         if self._io.outputs:
             self._add_timer(DRAIN_TIMEOUT, self._record_exit)

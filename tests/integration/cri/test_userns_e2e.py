@@ -69,16 +69,16 @@ def userns_berthd(pod_berthd: Berthd) -> Berthd:
     return pod_berthd
 
 
-def run(
+def start(
     daemon: Berthd,
     pod: api_pb2.PodSandboxConfig,
     pod_id: str,
     image: str,
-    script: str,
+    command: list[str],
     mounts: list[api_pb2.Mount] | None = None,
-) -> api_pb2.ContainerStatus:
-    """Run `sh -c script` to its end in the pod; its status."""
-    ctr = container_config("c", image, ["sh", "-c", script], log_path="c.log")
+) -> str:
+    """Create and start `command` in the pod, with the pod's namespace options; its id."""
+    ctr = container_config("c", image, command, log_path="c.log")
     ctr.linux.security_context.namespace_options.CopyFrom(
         pod.linux.security_context.namespace_options
     )
@@ -88,6 +88,19 @@ def run(
         api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=ctr, sandbox_config=pod)
     ).container_id
     rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+    return str(cid)
+
+
+def run(
+    daemon: Berthd,
+    pod: api_pb2.PodSandboxConfig,
+    pod_id: str,
+    image: str,
+    script: str,
+    mounts: list[api_pb2.Mount] | None = None,
+) -> api_pb2.ContainerStatus:
+    """Run `sh -c script` to its end in the pod; its status."""
+    cid = start(daemon, pod, pod_id, image, ["sh", "-c", script], mounts)
     return wait_state(daemon, cid, api_pb2.CONTAINER_EXITED, timeout=30)
 
 
@@ -242,14 +255,7 @@ def test_exec_in_a_user_namespaced_container(
     pod = userns_pod("userns-exec", tmp_path / "logs")
     rt = userns_berthd.client.runtime
     pod_id = rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=pod)).pod_sandbox_id
-    ctr = container_config("sleeper", registry.ref(), ["sleep", "1000"], log_path="s.log")
-    ctr.linux.security_context.namespace_options.CopyFrom(
-        pod.linux.security_context.namespace_options
-    )
-    cid = rt.CreateContainer(
-        api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=ctr, sandbox_config=pod)
-    ).container_id
-    rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+    cid = start(userns_berthd, pod, pod_id, registry.ref(), ["sleep", "1000"])
     result = rt.ExecSync(
         api_pb2.ExecSyncRequest(
             container_id=cid, cmd=["sh", "-c", "id -u; cat /proc/self/uid_map"], timeout=10
@@ -291,14 +297,7 @@ def test_a_user_namespaced_pod_survives_a_berthd_crash(
     pod = userns_pod("userns-crash", tmp_path / "logs")
     rt = userns_berthd.client.runtime
     pod_id = rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=pod)).pod_sandbox_id
-    ctr = container_config("sleeper", registry.ref(), ["sleep", "1000"], log_path="s.log")
-    ctr.linux.security_context.namespace_options.CopyFrom(
-        pod.linux.security_context.namespace_options
-    )
-    cid = rt.CreateContainer(
-        api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=ctr, sandbox_config=pod)
-    ).container_id
-    rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+    cid = start(userns_berthd, pod, pod_id, registry.ref(), ["sleep", "1000"])
     userns_berthd.kill()
     userns_berthd.start()
     rt = userns_berthd.client.runtime

@@ -301,9 +301,11 @@ def idmap_spec_mounts(
         options = m.get("options", [])
         source = m.get("source", "")
         bind = m.get("type") == "bind" or "bind" in options or "rbind" in options
-        kept = m.get("destination") in _KEPT_AS_IS or not source.startswith("/")
-        if mapped is not None and Path(source).is_relative_to(mapped):
-            kept = True
+        kept = (
+            m.get("destination") in _KEPT_AS_IS
+            or not source.startswith("/")
+            or (mapped is not None and Path(source).is_relative_to(mapped))
+        )
         if bind and not kept:
             clone = dest / f"m{i}"
             idmapped_clone(m["source"], clone, userns_fd, recursive="rbind" in options)

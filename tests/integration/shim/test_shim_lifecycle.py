@@ -117,6 +117,22 @@ async def test_failed_create_leaves_nothing(env: Env) -> None:
     await c.delete()
 
 
+async def test_a_log_file_that_cannot_be_made_undoes_the_create(env: Env) -> None:
+    """The keeper opens the log once runc has created the container (its worker checks the
+    request first): when it cannot, the container is deleted again and nothing is left."""
+    c = await env.spawn()
+    p = env.params(c.id, ["sleep", "1000"], log_path=str(env.base / "no-dir" / "c.log"))
+    with pytest.raises(errors.FailedPrecondition, match="log file"):
+        await c.create(p)
+    assert not bundle.is_mounted(Path(p.bundle, "rootfs"))
+    assert not bundle.exists(Path(p.runtime_root, c.id))
+    with pytest.raises(errors.NotFound):
+        await c.state()
+    p = env.params(c.id, ["sleep", "1000"])
+    assert (await c.create(p)).status == api.CREATED  # the shim is still usable
+    await c.delete()
+
+
 async def test_missing_runtime_is_unavailable(env: Env) -> None:
     c = await env.spawn()
     p = env.params(c.id, ["true"])

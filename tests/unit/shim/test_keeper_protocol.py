@@ -73,12 +73,53 @@ async def test_typed_calls_and_errors(keeper: Keeper) -> None:
     assert (r.stdout, r.stderr, r.exit_code) == (b"echo hi", b"\xff", 1)
     await c.update({"memory": {"limit": 1}})
     assert json.loads((keeper.state_dir / "update.json").read_text()) == {"memory": {"limit": 1}}
+    with pytest.raises(errors.InvalidArgument, match=r"UpdateParams\.resources"):
+        await c.call("update", {"resources": 5})  # decoded by the update worker
     with pytest.raises(errors.FailedPrecondition, match="no log file"):
         await c.reopen_log()
     with pytest.raises(errors.InvalidArgument):
         await c.call("no_such_method")
     with pytest.raises(errors.InvalidArgument):
         await c.call("kill", {"signal": "nine"})
+    await c.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("bundle", 5, r"CreateParams\.bundle"),  # decoded only by the create worker
+        ("rootfs_mounts", [{"type": "bind"}], "Mount.*source"),
+        ("log_path", 7, r"CreateParams\.log_path"),  # read by the keeper itself
+        ("tty", "yes", r"CreateParams\.tty"),
+        ("stdin_once", 1, r"CreateParams\.stdin_once"),
+    ],
+)
+async def test_a_malformed_create_is_refused_and_changes_nothing(
+    keeper: Keeper, field: str, value: object, says: str
+) -> None:
+    """The keeper keeps a create request as it came and its workers decode it: a bad field
+    is still InvalidArgument, the log file is not made, and a good create works after it."""
+    log = keeper.state_dir / "c.log"
+    good = api.to_wire(api.CreateParams(bundle="/b", runtime_root="/r", log_path=str(log)))
+    c = await client.connect(keeper.state_dir)
+    with pytest.raises(errors.InvalidArgument, match=says):
+        await c.call("create", {**good, field: value})
+    assert not log.exists()
+    with pytest.raises(errors.NotFound):
+        await c.state()
+    created = api.from_wire(api.TaskState, await c.call("create", good))
+    assert (created.status, created.exit_code, created.reason) == (api.CREATED, 0, "")
+    assert log.exists()
+    await c.close()
+
+
+async def test_a_malformed_wait_is_refused(keeper: Keeper) -> None:
+    c = await created(keeper)
+    for timeout in ("soon", True, [1]):
+        with pytest.raises(errors.InvalidArgument, match=r"WaitParams\.timeout"):
+            await c.call("wait", {"timeout": timeout})
+    with pytest.raises(errors.DeadlineExceeded):
+        await c.wait(timeout=0)
     await c.close()
 
 

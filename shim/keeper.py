@@ -893,12 +893,11 @@ class Keeper:
             return
         p = api.from_wire(api.ExecStreamParams, params)
         self._require(api.RUNNING)
-        task = self._task()
         leftover = bytes(conn.inbuf)
         self._release(conn)
         try:
             job = lambda: self._jobs.exec_stream(  # noqa: E731
-                self.id, self._dir, task, conn.fd, leftover, rid, p
+                self.id, self._dir, self._task(), conn.fd, leftover, rid, p
             )
             self._fork(job, _ignore_result, keep=(conn.fd,), exec_worker=True, blocking=False)
         finally:

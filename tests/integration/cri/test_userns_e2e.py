@@ -104,6 +104,13 @@ def run(
     return wait_state(daemon, cid, api_pb2.CONTAINER_EXITED, timeout=30)
 
 
+def remove_and_check_nothing_left(berthd: Berthd, pod_id: str) -> None:
+    """Remove the pod: no idmapped clone or pod mount may stay (the netns directory's own
+    bind mount is berthd's, for every pod)."""
+    berthd.client.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    assert mounts_under(berthd.root, berthd.state) == [str(berthd.state / "netns")]
+
+
 def output(status: api_pb2.ContainerStatus) -> list[str]:
     return [line.split(" ", 3)[3] for line in Path(status.log_path).read_text().splitlines()]
 
@@ -163,10 +170,7 @@ def test_a_user_namespaced_pod_sees_its_mapping_and_owns_its_files(
     assert net.linux.namespaces.options.userns_options.mode == api_pb2.POD
 
     rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id))
-    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
-    assert mounts_under(userns_berthd.root, userns_berthd.state) == [
-        str(userns_berthd.state / "netns")
-    ]
+    remove_and_check_nothing_left(userns_berthd, pod_id)
 
 
 def test_a_user_namespaced_pod_sharing_its_pid_namespace(
@@ -306,10 +310,7 @@ def test_a_user_namespaced_pod_survives_a_berthd_crash(
     )
     result = rt.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, cmd=["id", "-u"], timeout=10))
     assert (result.exit_code, result.stdout) == (0, b"0\n")
-    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
-    assert mounts_under(userns_berthd.root, userns_berthd.state) == [
-        str(userns_berthd.state / "netns")
-    ]
+    remove_and_check_nothing_left(userns_berthd, pod_id)
 
 
 def test_image_volumes_of_several_layers_in_a_user_namespaced_pod(
@@ -336,7 +337,4 @@ def test_image_volumes_of_several_layers_in_a_user_namespaced_pod(
     status = run(userns_berthd, pod, pod_id, registry.ref(), script, [volume])
     assert status.exit_code == 0, output(status)
     assert output(status) == ["second layer", "0:0", "0:0"]
-    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
-    assert mounts_under(userns_berthd.root, userns_berthd.state) == [
-        str(userns_berthd.state / "netns")
-    ]
+    remove_and_check_nothing_left(userns_berthd, pod_id)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shim import api, errors, exitfile, oom, state
+from shim import api, client, errors, exitfile, oom, state
 from tests.integration.shim import bundle
 from tests.integration.shim.conftest import Env
 
@@ -105,15 +105,20 @@ async def test_delete_running_container_kills_it(env: Env) -> None:
     print(f"delete of a running container: {elapsed * 1000:.1f} ms")
 
 
+async def assert_no_task(c: client.ShimClient, p: api.CreateParams) -> None:
+    """A failed create left nothing: no rootfs mount, no runc state, no task in the shim."""
+    assert not bundle.is_mounted(Path(p.bundle, "rootfs"))
+    assert not bundle.exists(Path(p.runtime_root, c.id))
+    with pytest.raises(errors.NotFound):
+        await c.state()
+
+
 async def test_failed_create_leaves_nothing(env: Env) -> None:
     c = await env.spawn()
     p = env.params(c.id, ["/no/such/binary"])
     with pytest.raises(errors.FailedPrecondition, match="no/such/binary"):
         await c.create(p)
-    assert not bundle.is_mounted(Path(p.bundle, "rootfs"))
-    assert not bundle.exists(Path(p.runtime_root, c.id))
-    with pytest.raises(errors.NotFound):
-        await c.state()
+    await assert_no_task(c, p)
     await c.delete()
 
 
@@ -124,10 +129,7 @@ async def test_a_log_file_that_cannot_be_made_undoes_the_create(env: Env) -> Non
     p = env.params(c.id, ["sleep", "1000"], log_path=str(env.base / "no-dir" / "c.log"))
     with pytest.raises(errors.FailedPrecondition, match="log file"):
         await c.create(p)
-    assert not bundle.is_mounted(Path(p.bundle, "rootfs"))
-    assert not bundle.exists(Path(p.runtime_root, c.id))
-    with pytest.raises(errors.NotFound):
-        await c.state()
+    await assert_no_task(c, p)
     p = env.params(c.id, ["sleep", "1000"])
     assert (await c.create(p)).status == api.CREATED  # the shim is still usable
     await c.delete()
